@@ -1,0 +1,40 @@
+# snn2chip developer entry points.
+#   make demo   runs the main job on a bundled model (creates .venv first when needed)
+#   make test   runs the test suite (creates .venv first when needed); .ci/run calls this
+# .venv is built from Python 3.10 (Lava requires >=3.10,<3.11) and requirements.lock.
+
+VENV       := .venv
+BIN        := $(VENV)/bin
+STAMP      := $(VENV)/.installed
+DEMO_MODEL ?= ../shared/fixtures/nir/cnn_sinabs.nir
+PYTEST_ARGS ?=
+
+# First Python 3.10 found: python3.10 on PATH, then pyenv's installed versions (newest first).
+PYTHON310 = $(shell for c in python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10.*/bin/python3.10 2>/dev/null | sort -rV); do \
+	  $$c -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { command -v $$c; break; }; done)
+
+.PHONY: demo test venv lock
+
+demo: $(STAMP)
+	$(BIN)/snn2chip inspect $(DEMO_MODEL)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@if ! $(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1; then \
+	  py="$(PYTHON310)"; \
+	  if [ -z "$$py" ]; then echo "snn2chip: Python 3.10 not found: install it (e.g. 'pyenv install 3.10' or your distribution's python3.10 with venv)" >&2; exit 1; fi; \
+	  echo "creating $(VENV) with $$py"; rm -rf $(VENV) && "$$py" -m venv $(VENV); \
+	fi
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+# Rewrite requirements.lock from what .venv holds now.
+lock:
+	{ echo "# Exact versions for .venv (Python 3.10). Regenerate with 'make lock' after changing dependencies in pyproject.toml."; \
+	  echo "argparse==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("argparse"))')"; \
+	  $(BIN)/python -m pip freeze --all | grep -v -i -E '^(snn2chip|pip)[= ]'; } > requirements.lock

@@ -1,0 +1,15 @@
+"""snn2chip: compile residual spiking neural networks to neuromorphic hardware.
+
+Public API of the front end and the float reference:
+
+- :func:`snn2chip.frontend.load` reads a ``.nir`` file into a :class:`snn2chip.graph.Graph`;
+- :func:`snn2chip.reference.run` executes a graph in discrete time on a batch of inputs.
+"""
+
+from snn2chip.errors import ModelError
+from snn2chip.frontend import load
+from snn2chip.graph import Graph
+from snn2chip.reference import run
+
+__version__ = "0.1.0"
+__all__ = ["Graph", "ModelError", "load", "run", "__version__"]

@@ -1,0 +1,3 @@
+from snn2chip.cli import main
+
+raise SystemExit(main())

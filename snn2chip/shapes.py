@@ -1,0 +1,186 @@
+"""Shape inference for NIR nodes.
+
+Shapes never include the batch axis: a Conv2d sees ``(C, H, W)``, an Affine ``(..., N)``.
+:func:`output_shape` returns a node's output shape given the shape arriving at its input and
+raises :class:`ShapeError` (a plain message, without file or node) when the two do not fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import nir
+import numpy as np
+
+Shape = tuple[int, ...]
+
+#: Node types whose parameters are per-element arrays that must broadcast to the input shape.
+ELEMENTWISE = {
+    nir.Scale: ("scale",),
+    nir.Threshold: ("threshold",),
+    nir.Delay: ("delay",),
+    nir.I: ("r",),
+    nir.IF: ("r", "v_threshold", "v_reset"),
+    nir.LI: ("tau", "r", "v_leak"),
+    nir.LIF: ("tau", "r", "v_leak", "v_threshold", "v_reset"),
+    nir.CubaLI: ("tau_syn", "tau_mem", "r", "v_leak", "w_in"),
+    nir.CubaLIF: ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
+}
+
+
+class ShapeError(ValueError):
+    """The input shape does not fit the node."""
+
+
+def fmt(shape: Shape | None) -> str:
+    """``(2, 34, 34)`` as ``2x34x34``; a scalar shape as ``1``."""
+    if shape is None:
+        return "-"
+    return "x".join(str(d) for d in shape) or "1"
+
+
+def declared(types: dict | None, key: str) -> Shape | None:
+    """The shape a NIR node declares in ``input_type``/``output_type`` under ``key``, if any."""
+    value = (types or {}).get(key)
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        return None
+    return tuple(int(d) for d in arr.reshape(-1))
+
+
+def ints(value, n: int, what: str) -> tuple[int, ...]:
+    """A scalar or length-``n`` sequence of integers as an ``n``-tuple."""
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 1:
+        arr = np.repeat(arr, n)
+    if arr.size != n or not np.all(np.equal(np.mod(arr, 1), 0)):
+        raise ShapeError(f"{what} must be an integer or {n} integers, got {np.asarray(value).tolist()}")
+    return tuple(int(v) for v in arr)
+
+
+def conv_padding(node, n: int) -> tuple[int, ...]:
+    """Symmetric zero padding of a Conv1d/Conv2d as ``n`` integers (resolving 'same'/'valid')."""
+    padding = node.padding
+    if isinstance(padding, bytes):
+        padding = padding.decode()
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * n
+        if padding != "same":
+            raise ShapeError(f"padding must be integers, 'same' or 'valid', got '{padding}'")
+        kernel = node.weight.shape[2:]
+        dilation = ints(node.dilation, n, "dilation")
+        if ints(node.stride, n, "stride") != (1,) * n:
+            raise ShapeError("padding 'same' with stride other than 1 is not supported (its padding is not defined)")
+        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        if any(t % 2 for t in total):
+            raise ShapeError("padding 'same' with an even kernel needs asymmetric padding, which is not supported")
+        return tuple(t // 2 for t in total)
+    return ints(padding, n, "padding")
+
+
+def window_out(size: Shape, kernel, stride, padding, dilation) -> Shape:
+    """Output extent of a sliding window (convolution or pooling), per spatial axis."""
+    out = tuple(
+        (s + 2 * p - d * (k - 1) - 1) // st + 1
+        for s, k, st, p, d in zip(size, kernel, stride, padding, dilation)
+    )
+    if any(o < 1 for o in out):
+        raise ShapeError(f"input {fmt(size)} is too small for kernel {fmt(tuple(kernel))}: output would be {out}")
+    return out
+
+
+def _conv(node, shape: Shape, n: int) -> Shape:
+    weight = node.weight
+    if weight.ndim != n + 2:
+        raise ShapeError(f"weight must have {n + 2} axes (C_out, C_in/groups, kernel...), has shape {weight.shape}")
+    groups = int(np.asarray(node.groups).reshape(-1)[0])
+    if len(shape) != n + 1:
+        raise ShapeError(f"expects input (C, {'H, W' if n == 2 else 'L'}), receives {fmt(shape)}")
+    if shape[0] != weight.shape[1] * groups:
+        raise ShapeError(
+            f"expects {weight.shape[1] * groups} input channels (weight {fmt(weight.shape)}, groups {groups}), "
+            f"receives {fmt(shape)}"
+        )
+    if weight.shape[0] % groups:
+        raise ShapeError(f"{weight.shape[0]} output channels are not divisible by groups {groups}")
+    size = window_out(
+        shape[1:],
+        weight.shape[2:],
+        ints(node.stride, n, "stride"),
+        conv_padding(node, n),
+        ints(node.dilation, n, "dilation"),
+    )
+    if node.bias is not None and np.size(node.bias) not in (1, weight.shape[0]):
+        raise ShapeError(f"bias has {np.size(node.bias)} values for {weight.shape[0]} output channels")
+    return (weight.shape[0], *size)
+
+
+def _pool(node, shape: Shape) -> Shape:
+    if len(shape) != 3:
+        raise ShapeError(f"expects input (C, H, W), receives {fmt(shape)}")
+    kernel = ints(node.kernel_size, 2, "kernel_size")
+    size = window_out(shape[1:], kernel, ints(node.stride, 2, "stride"), ints(node.padding, 2, "padding"), (1, 1))
+    return (shape[0], *size)
+
+
+def _flatten(node, shape: Shape) -> Shape:
+    ndim = len(shape)
+    start, end = int(node.start_dim), int(node.end_dim)
+    start, end = start + ndim if start < 0 else start, end + ndim if end < 0 else end
+    if not 0 <= start <= end < max(ndim, 1):
+        raise ShapeError(f"start_dim {node.start_dim} / end_dim {node.end_dim} do not fit input {fmt(shape)}")
+    return (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
+
+
+def _dense(node, shape: Shape) -> Shape:
+    weight = node.weight
+    if weight.ndim != 2:
+        raise ShapeError(f"weight must be a matrix (out, in), has shape {weight.shape}")
+    if not shape or shape[-1] != weight.shape[1]:
+        raise ShapeError(f"weight {fmt(weight.shape)} expects {weight.shape[1]} inputs, receives {fmt(shape)}")
+    bias = getattr(node, "bias", None)
+    if bias is not None and np.size(bias) not in (1, weight.shape[0]):
+        raise ShapeError(f"bias has {np.size(bias)} values for {weight.shape[0]} outputs")
+    return (*shape[:-1], weight.shape[0])
+
+
+def _elementwise(node, shape: Shape) -> Shape:
+    for field in ELEMENTWISE[type(node)]:
+        param = np.shape(getattr(node, field))
+        try:
+            fits = np.broadcast_shapes(param, shape) == shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ShapeError(f"parameter '{field}' of shape {fmt(param)} does not fit input {fmt(shape)}")
+    return shape
+
+
+def output_shape(node: nir.NIRNode, shape: Shape | None) -> Shape:
+    """Output shape of ``node`` when ``shape`` arrives at its input (``None`` for Input nodes)."""
+    if isinstance(node, nir.Input):
+        result = declared(node.input_type, "input")
+        if result is None:
+            raise ShapeError("Input node declares no shape")
+        return result
+    if isinstance(node, nir.Output):
+        want = declared(node.output_type, "output")
+        if want is not None and want != shape:
+            raise ShapeError(f"declares shape {fmt(want)} but receives {fmt(shape)}")
+        return shape
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        return _dense(node, shape)
+    if isinstance(node, nir.Conv1d):
+        return _conv(node, shape, 1)
+    if isinstance(node, nir.Conv2d):
+        return _conv(node, shape, 2)
+    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+        return _pool(node, shape)
+    if isinstance(node, nir.Flatten):
+        return _flatten(node, shape)
+    if type(node) in ELEMENTWISE:
+        return _elementwise(node, shape)
+    raise ShapeError(f"node type {type(node).__name__} is not supported")

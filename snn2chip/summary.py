@@ -1,0 +1,86 @@
+"""What ``snn2chip inspect`` reports: nodes in order, joins, recurrent edges, totals."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+
+from snn2chip import neurons, shapes
+from snn2chip.graph import Graph
+
+#: Node types whose elements are neurons on a chip (stateful units, and Threshold units).
+NEURON_TYPES = (*neurons.NEURONS, nir.Threshold)
+#: Fields that are hyper-parameters or bookkeeping, not parameters.
+NOT_PARAMETERS = ("input_type", "output_type", "metadata", "input_shape", "stride", "padding", "dilation",
+                  "groups", "kernel_size", "start_dim", "end_dim")
+
+
+def parameter_count(node: nir.NIRNode) -> int:
+    """Number of numeric parameter values stored in ``node`` (weights, biases, neuron constants)."""
+    return sum(
+        int(np.size(value))
+        for field, value in vars(node).items()
+        if field not in NOT_PARAMETERS and np.asarray(value).dtype.kind in "biuf"
+    )
+
+
+def summarize(graph: Graph) -> dict:
+    """The inspect report as plain JSON-ready data."""
+    rows = []
+    for name, node in graph.nodes.items():
+        out = graph.out_shapes[name]
+        rows.append(
+            {
+                "name": name,
+                "type": type(node).__name__,
+                "input_shape": list(graph.in_shapes[name]),
+                "output_shape": list(out),
+                "params": parameter_count(node),
+                "neurons": int(np.prod(out)) if isinstance(node, NEURON_TYPES) else 0,
+                "inputs": graph.predecessors(name),
+            }
+        )
+    return {
+        "file": graph.source,
+        "dt": graph.metadata.get("dt"),
+        "inputs": graph.inputs,
+        "outputs": graph.outputs,
+        "nodes": rows,
+        "edges": [list(e) for e in graph.edges],
+        "joins": [{"node": n, "inputs": srcs} for n, srcs in graph.joins.items()],
+        "recurrent_edges": [list(e) for e in graph.edges if e in graph.recurrent],
+        "totals": {
+            "nodes": len(rows),
+            "edges": len(graph.edges),
+            "params": sum(r["params"] for r in rows),
+            "neurons": sum(r["neurons"] for r in rows),
+        },
+    }
+
+
+def format_summary(report: dict) -> str:
+    """The inspect report as a table for the terminal."""
+    header = ("#", "node", "type", "input", "output", "params", "neurons")
+    body = [
+        (str(i), r["name"], r["type"], shapes.fmt(tuple(r["input_shape"])),
+         shapes.fmt(tuple(r["output_shape"])), f"{r['params']:,}", f"{r['neurons']:,}")
+        for i, r in enumerate(report["nodes"])
+    ]
+    widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
+    right = {0, 5, 6}
+
+    def line(row):
+        return "  ".join(cell.rjust(w) if c in right else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths)))
+
+    dt = report["dt"]
+    lines = [f"{report['file']}  (dt: {dt if dt is not None else 'not stored; 1 unless --dt is given'})", "",
+             line(header), line(["-" * w for w in widths]), *map(line, body), ""]
+    joins = report["joins"]
+    lines.append(f"joins (residual merges, inputs summed): {len(joins) or 'none'}")
+    lines += [f"  {j['node']} <- {' + '.join(j['inputs'])}" for j in joins]
+    recurrent = report["recurrent_edges"]
+    lines.append(f"recurrent edges (read the previous step): {len(recurrent) or 'none'}")
+    lines += [f"  {src} -> {dst}" for src, dst in recurrent]
+    t = report["totals"]
+    lines.append(f"totals: {t['nodes']} nodes, {t['edges']} edges, {t['params']:,} parameters, {t['neurons']:,} neurons")
+    return "\n".join(lines)
