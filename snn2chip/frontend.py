@@ -12,6 +12,7 @@ CubaLIF node means reset by subtraction, ``v <- v - v_threshold``, instead of NI
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import h5py
@@ -81,6 +82,10 @@ def read_node(tree: dict, name: str) -> nir.NIRNode:
         return nir.dict2NIRNode(dict(tree))
     except KeyError as e:
         raise ModelError(f"malformed {kind} node: missing field {e}", node=node) from None
+    except TypeError as e:
+        missing = re.search(r"missing \d+ required \w+ arguments?: (.*)", str(e))
+        problem = f"missing field {missing.group(1)}" if missing else str(e)
+        raise ModelError(f"malformed {kind} node: {problem}", node=node) from None
     except Exception as e:  # nir's constructors assert and raise freely on bad fields
         raise ModelError(f"malformed {kind} node: {e or type(e).__name__}", node=node) from None
 

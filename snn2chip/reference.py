@@ -73,7 +73,7 @@ class _DelayLine:
     def __init__(self, steps: np.ndarray, shape, batch: int, dtype: torch.dtype):
         self.shape = (batch, *shape)
         size = int(np.prod(shape))
-        self.d = torch.as_tensor(np.broadcast_to(steps, shape).reshape(-1))
+        self.d = torch.as_tensor(np.broadcast_to(steps, shape).reshape(-1).copy())
         self.depth = int(self.d.max()) + 1 if size else 1
         self.buffer = torch.zeros((self.depth, batch, size), dtype=dtype)
         self.columns = torch.arange(size)

@@ -1,0 +1,50 @@
+"""Shared helpers: paths of the real fixtures and small crafted NIR files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import nir
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nir"
+SINABS = FIXTURES / "cnn_sinabs.nir"
+NORSE = FIXTURES / "lif_norse.nir"
+BRAILLE = FIXTURES / "braille_noDelay_bias_zero.nir"
+
+
+def arr(*values) -> np.ndarray:
+    return np.array(values, dtype=np.float64)
+
+
+def write_nir(path: Path, nodes: dict, edges: list, metadata: dict | None = None) -> Path:
+    """Write a NIR graph as given (no type checking, so malformed graphs can be written too)."""
+    nir.write(path, nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata or {}, type_check=False))
+    return path
+
+
+def set_dataset(path: Path, key: str, value) -> None:
+    """Overwrite one dataset inside a written NIR file, e.g. ``node/nodes/a/type``."""
+    with h5py.File(path, "r+") as f:
+        del f[key]
+        f.create_dataset(key, data=value)
+
+
+def chain(*nodes: tuple[str, nir.NIRNode], shape=(4,), out=None) -> tuple[dict, list]:
+    """Nodes and edges of input (``shape``) -> nodes... -> output (``out``, default ``shape``)."""
+    names = ["input", *(n for n, _ in nodes), "output"]
+    all_nodes = {"input": nir.Input(input_type={"input": np.array(shape)}), **dict(nodes)}
+    all_nodes["output"] = nir.Output(output_type={"output": np.array(out or shape)})
+    return all_nodes, list(zip(names, names[1:]))
+
+
+@pytest.fixture
+def tmp_nir(tmp_path):
+    """A function writing crafted graphs into the test's temporary folder."""
+
+    def make(nodes, edges, name="model.nir", metadata=None) -> Path:
+        return write_nir(tmp_path / name, nodes, edges, metadata)
+
+    return make
