@@ -71,7 +71,7 @@ def _run(args) -> int:
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     results = reference.run(
         graph, inputs, args.steps, dt=args.dt, record=record, dtype=dtype,
-        batch_size=args.batch_size, progress=sys.stderr.isatty(),
+        batch_size=args.batch_size, show_progress=sys.stderr.isatty(),
     )
     dt, dt_source = reference.resolve_dt(graph, args.dt)
     for name, values in results.items():

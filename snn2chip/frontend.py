@@ -25,7 +25,9 @@ from snn2chip.graph import Edge, Graph, make_graph
 
 #: NIR node types this version of the nir package defines (and snn2chip supports).
 NIR_TYPES = tuple(
-    name for name in nir.ir.__all__ if isinstance(getattr(nir, name, None), type) and issubclass(getattr(nir, name), nir.NIRNode)
+    name
+    for name in nir.ir.__all__
+    if isinstance(cls := getattr(nir, name, None), type) and issubclass(cls, nir.NIRNode) and cls is not nir.NIRNode
 )
 SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
 RESETS = ("value", "subtract")

@@ -15,9 +15,7 @@ import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
-
-from snn2chip import neurons, shapes
+from snn2chip import neurons, progress, shapes
 from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
 
@@ -178,7 +176,7 @@ def run(
     record: Iterable[str] | None = None,
     dtype: torch.dtype = torch.float32,
     batch_size: int | None = None,
-    progress: bool = False,
+    show_progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Run ``graph`` on a batch and return the recorded nodes' outputs, ``(batch, time, *shape)``.
 
@@ -186,7 +184,7 @@ def run(
     ``(batch, *shape)`` (constant current for ``steps`` steps) or ``(batch, time, *shape)``.
     ``record``: node names to return (default all: mind the memory on large networks).
     ``dt``: time step (default: graph metadata ``dt``, else 1). ``batch_size`` splits the batch
-    into chunks run one after another (same result, less memory); ``progress`` shows a bar.
+    into chunks run one after another (same result, less memory); ``show_progress`` shows a bar.
     """
     dt, _ = resolve_dt(graph, dt)
     tensors, steps, batch = _prepare_inputs(graph, inputs, steps)
@@ -198,7 +196,7 @@ def run(
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
     results = {n: np.zeros((batch, steps, *graph.out_shapes[n]), dtype=np_dtype) for n in record}
     starts = range(0, batch, chunk)
-    for start in tqdm(starts, desc="float reference", unit="batch", disable=not progress):
+    for start in progress.bar(starts, "float reference", "batch", show_progress):
         part = {n: x[start : start + chunk].to(dtype) for n, x in tensors.items()}
         for name, values in _simulate(graph, part, steps, dt, record, dtype).items():
             results[name][start : start + chunk] = values

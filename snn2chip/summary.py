@@ -73,7 +73,7 @@ def format_summary(report: dict) -> str:
         return "  ".join(cell.rjust(w) if c in right else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths)))
 
     dt = report["dt"]
-    lines = [f"{report['file']}  (dt: {dt if dt is not None else 'not stored; 1 unless --dt is given'})", "",
+    lines = [f"{report['file']}  (dt: {dt if dt is not None else 'not stored; run uses 1 unless given --dt'})", "",
              line(header), line(["-" * w for w in widths]), *map(line, body), ""]
     joins = report["joins"]
     lines.append(f"joins (residual merges, inputs summed): {len(joins) or 'none'}")
