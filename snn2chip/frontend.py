@@ -147,7 +147,13 @@ def flatten(graph: nir.NIRGraph) -> tuple[dict[str, nir.NIRNode], list[Edge]]:
         preds = [s for s, d in edges if d == port]
         succs = [d for s, d in edges if s == port]
         edges = [e for e in edges if port not in e]
-        edges += [(s, d) for s in preds for d in succs if (s, d) not in edges]
+        for edge in ((s, d) for s in preds for d in succs):
+            if edge in edges:
+                raise ModelError(
+                    f"bypassing subgraph port '{port}' gives a second edge ({edge[0]} -> {edge[1]}): "
+                    "parallel edges between two nodes are not supported"
+                )
+            edges.append(edge)
         del nodes[port]
     return nodes, edges
 

@@ -60,8 +60,12 @@ class NeuronParams:
         return self.v_threshold is not None
 
 
+def _f64(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
 def _step_ratio(dt: float, tau, field: str, name: str) -> np.ndarray:
-    ratio = dt / np.asarray(tau, dtype=np.float64)
+    ratio = dt / _f64(tau)
     if np.any(ratio > 1):
         raise ModelError(
             f"dt/{field} = {ratio.max():g} > 1 at dt = {dt:g}: forward Euler overshoots; "
@@ -73,18 +77,17 @@ def _step_ratio(dt: float, tau, field: str, name: str) -> np.ndarray:
 
 def discretise(node: nir.NIRNode, dt: float, name: str) -> NeuronParams:
     """Discrete parameters of neuron ``node`` at time step ``dt`` (see the module docstring)."""
-    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
-    r = f64(node.r)
+    r = _f64(node.r)
     if isinstance(node, (nir.I, nir.IF)):
         decay, lam_v_leak, gain = np.ones_like(r), np.zeros_like(r), dt * r
     else:
         tau, field = (node.tau, "tau") if isinstance(node, (nir.LI, nir.LIF)) else (node.tau_mem, "tau_mem")
         lam = _step_ratio(dt, tau, field, name)
-        decay, lam_v_leak, gain = 1.0 - lam, lam * f64(node.v_leak), lam * r
+        decay, lam_v_leak, gain = 1.0 - lam, lam * _f64(node.v_leak), lam * r
     syn_decay = syn_gain = None
     if isinstance(node, (nir.CubaLI, nir.CubaLIF)):
         lam_syn = _step_ratio(dt, node.tau_syn, "tau_syn", name)
-        syn_decay, syn_gain = 1.0 - lam_syn, lam_syn * f64(node.w_in)
+        syn_decay, syn_gain = 1.0 - lam_syn, lam_syn * _f64(node.w_in)
     spiking = isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF))
     return NeuronParams(
         decay=decay,
@@ -92,8 +95,8 @@ def discretise(node: nir.NIRNode, dt: float, name: str) -> NeuronParams:
         gain=gain,
         syn_decay=syn_decay,
         syn_gain=syn_gain,
-        v_threshold=f64(node.v_threshold) if spiking else None,
-        v_reset=f64(node.v_reset) if spiking else None,
+        v_threshold=_f64(node.v_threshold) if spiking else None,
+        v_reset=_f64(node.v_reset) if spiking else None,
         subtract=spiking and node.metadata.get("reset") == "subtract",
     )
 

@@ -240,3 +240,18 @@ def test_ambiguous_subgraph_edge(tmp_nir):
                     "output": nir.Output(output_type={"output": np.array([4])})},
                    [("input", "b"), ("b", "output")])
     assert error_of(path) == "edge (input -> b) names subgraph 'b', which has 2 Input nodes: name one of them as 'b.<node>'"
+
+
+def test_parallel_edges_from_flattening_are_rejected(tmp_nir):
+    passthrough = nir.NIRGraph(
+        nodes={"in": nir.Input(input_type={"input": np.array([4])}), "out": nir.Output(output_type={"output": np.array([4])})},
+        edges=[("in", "out")],
+        type_check=False,
+    )
+    path = tmp_nir({"input": nir.Input(input_type={"input": np.array([4])}), "p": passthrough,
+                    "output": nir.Output(output_type={"output": np.array([4])})},
+                   [("input", "p"), ("p", "output"), ("input", "output")])
+    assert error_of(path) == (
+        "bypassing subgraph port 'p.out' gives a second edge (input -> output): "
+        "parallel edges between two nodes are not supported"
+    )
