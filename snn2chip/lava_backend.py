@@ -1,0 +1,147 @@
+"""Lava back end: a :class:`~snn2chip.chip.ChipNet` rebuilt as Lava processes and run with
+``Loihi2SimCfg(select_tag="fixed_pt")``, one sample at a time.
+
+Input populations become ``io.source.RingBuffer``s, LIF populations ``LIF`` (bit-accurate
+model), relays ``GradedVec``, synapse groups ``Dense``/``DelayDense``/``Sparse``/``Conv``.
+Outputs are recorded with ``io.sink.RingBuffer``, u and v with ``Monitor``. Results have the
+simulator's layout, so the two compare with ``==``.
+
+Layout is handled here only: snn2chip keeps NIR's ``(C, H, W)`` order, Lava uses ``(W, H, C)``
+(axes reversed), its flat index follows that order, and its Conv is a true convolution with
+kernels ``(C_out, kW, kH, C_in)`` and ``(W, H)`` parameter pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from snn2chip import progress
+from snn2chip.chip import ChipNet
+from snn2chip.simulator import payloads as make_payloads
+
+
+def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Lava's shape for a population of NIR shape ``shape`` (axes reversed: CHW -> WHC)."""
+    return tuple(reversed(shape))
+
+
+def to_lava(x: np.ndarray, ndim: int) -> np.ndarray:
+    """Reverse the last ``ndim`` axes of ``x`` (leading axes, e.g. time, stay)."""
+    lead = x.ndim - ndim
+    return np.transpose(x, (*range(lead), *reversed(range(lead, x.ndim))))
+
+
+def from_lava(x: np.ndarray, ndim: int) -> np.ndarray:
+    """Inverse of :func:`to_lava` (reversing axes is its own inverse)."""
+    return to_lava(x, ndim)
+
+
+def nir_index(shape: tuple[int, ...]) -> np.ndarray:
+    """For each Lava flat index, the NIR flat index of the same neuron."""
+    return to_lava(np.arange(int(np.prod(shape))).reshape(shape), len(shape)).reshape(-1)
+
+
+def lava_kernel(weights: np.ndarray) -> np.ndarray:
+    """A PyTorch cross-correlation kernel (O, I, kH, kW) as Lava's convolution kernel (O, kW, kH, I)."""
+    return np.ascontiguousarray(np.flip(weights, (2, 3)).transpose(0, 3, 2, 1))
+
+
+def _build(net: ChipNet, sample: dict[str, np.ndarray], steps: int, record, probe):
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense, DelayDense
+    from lava.proc.graded.process import GradedVec
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.io.source import RingBuffer as Source
+    from lava.proc.lif.process import LIF
+    from lava.proc.monitor.process import Monitor
+    from lava.proc.sparse.process import Sparse
+    from scipy.sparse import csr_matrix
+
+    procs = {}
+    for name, pop in net.populations.items():
+        nd, shape = len(pop.shape), lava_shape(pop.shape)
+        if pop.kind == "input":
+            data = np.moveaxis(to_lava(sample[name], nd), 0, -1).astype(np.int32)
+            procs[name] = Source(data=data)
+        elif pop.kind == "relay":
+            procs[name] = GradedVec(shape=shape, vth=pop.vth)
+        else:
+            bias = np.zeros(pop.shape, dtype=np.int32) if pop.bias_mant is None else pop.bias_mant
+            procs[name] = LIF(shape=shape, du=pop.du, dv=pop.dv, vth=pop.vth,
+                              bias_mant=to_lava(np.asarray(bias, dtype=np.int32), nd), bias_exp=pop.bias_exp)
+    for g in net.groups:
+        src, dst = net.populations[g.src], net.populations[g.dst]
+        bits = src.payload_bits
+        if g.kind == "conv":
+            conn = Conv(weight=lava_kernel(np.asarray(g.weights, dtype=np.int32)), input_shape=lava_shape(src.shape),
+                        padding=g.padding[::-1], stride=g.stride[::-1], dilation=g.dilation[::-1], groups=g.groups,
+                        num_message_bits=bits)
+            procs[g.src].s_out.connect(conn.s_in)
+            conn.a_out.connect(procs[g.dst].a_in)
+            continue
+        rows, cols = nir_index(dst.shape), nir_index(src.shape)
+        if g.kind == "sparse":
+            lava_row, lava_col = np.argsort(rows)[g.rows], np.argsort(cols)[g.cols]
+            weights = csr_matrix((np.asarray(g.weights, dtype=np.int32), (lava_row, lava_col)), shape=(dst.size, src.size))
+            conn = Sparse(weights=weights, weight_exp=g.weight_exp, num_weight_bits=g.num_weight_bits, num_message_bits=bits)
+        elif g.delays is not None:
+            conn = DelayDense(weights=g.weights[np.ix_(rows, cols)], delays=g.delays[np.ix_(rows, cols)],
+                              weight_exp=g.weight_exp, num_weight_bits=g.num_weight_bits, num_message_bits=bits)
+        else:
+            conn = Dense(weights=g.weights[np.ix_(rows, cols)], weight_exp=g.weight_exp,
+                         num_weight_bits=g.num_weight_bits, num_message_bits=bits)
+        out = procs[g.src].s_out
+        (out.flatten() if len(src.shape) > 1 else out).connect(conn.s_in)
+        conn.a_out.reshape(lava_shape(dst.shape)).connect(procs[g.dst].a_in)
+    sinks = {}
+    for name in record:
+        sinks[name] = Sink(shape=lava_shape(net.populations[name].shape), buffer=steps)
+        procs[name].s_out.connect(sinks[name].a_in)
+    monitors = {}
+    for name in probe:
+        for var in ("u", "v"):
+            monitors[f"{name}.{var}"] = monitor = Monitor()
+            monitor.probe(getattr(procs[name], var), steps)
+    return procs, sinks, monitors
+
+
+def run_lava(
+    net: ChipNet,
+    inputs,
+    steps: int | None = None,
+    *,
+    record: Iterable[str] | None = None,
+    probe: Iterable[str] = (),
+    show_progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Run ``net`` in Lava; same arguments and results as :func:`snn2chip.simulator.simulate`."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    data, steps, samples = make_payloads(net, inputs, steps)
+    record = list(net.outputs) if record is None else list(record)
+    probe = list(probe)
+    results: dict[str, list[np.ndarray]] = {}
+    for b in progress.bar(range(samples), "Lava", "sample", show_progress):
+        sample = {name: data[name][b].numpy() for name in net.inputs}
+        procs, sinks, monitors = _build(net, sample, steps, [r for r in record if r not in net.inputs], probe)
+        anchor = next(iter(procs.values()))
+        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        try:
+            for name in record:
+                pop = net.populations[name]
+                if name in net.inputs:
+                    values = sample[name]
+                else:
+                    values = from_lava(np.moveaxis(sinks[name].data.get(), -1, 0), len(pop.shape))
+                results.setdefault(name, []).append(values.astype(np.int64))
+            for key, monitor in monitors.items():
+                name, var = key.rsplit(".", 1)
+                pop = net.populations[name]
+                trace = np.asarray(monitor.get_data()[procs[name].name][var]).reshape(steps, *lava_shape(pop.shape))
+                results.setdefault(key, []).append(from_lava(trace, len(pop.shape)).astype(np.int64))
+        finally:
+            anchor.stop()
+    return {k: np.stack(v) for k, v in results.items()}
