@@ -29,6 +29,17 @@ def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.remainder(x + half, 1 << bits) - half
 
 
+def conv_output(total: torch.Tensor) -> torch.Tensor:
+    """Lava's CPU Conv result from its float64 sum: cast to int32, then wrapped to 24 bits.
+
+    The cast of a sum outside int32 is undefined in C; numpy on x86-64 gives -2**31 (which the
+    24-bit wrap turns into 0). Compiled networks stay far from it (their ranges are checked).
+    """
+    total = total.round().to(torch.int64)
+    outside = (total >= 2**31) | (total < -(2**31))
+    return wrap(torch.where(outside, torch.full_like(total, -(2**31)), total), UV_BITS)
+
+
 def shift(x: torch.Tensor, exp: int) -> torch.Tensor:
     """``x * 2**exp``: left shift, or arithmetic (flooring) right shift for negative ``exp``."""
     return x << exp if exp > 0 else x >> -exp

@@ -55,7 +55,7 @@ class _Group:
         x = x.to(torch.float64)
         if g.kind == "conv":
             y = F.conv2d(x, self.weights, None, g.stride, g.padding, g.dilation, g.groups)
-            self.pending[0] += loihi.wrap(y.round().to(torch.int64), loihi.UV_BITS)
+            self.pending[0] += loihi.conv_output(y)
             return
         flat = x.reshape(x.shape[0], -1)
         for k, weights in enumerate(self.by_delay):

@@ -1,0 +1,163 @@
+"""Simulator == Lava, bit for bit: every output, every step, u and v of every LIF population."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from snn2chip import chip, loihi
+from snn2chip.chip import ChipNet, Population, SynapseGroup
+from snn2chip.lava_backend import lava_kernel, nir_index, run_lava
+from snn2chip.simulator import simulate
+
+
+def random_net(seed: int, graded_input: bool, delays: bool, stress: bool, stride: int, groups: int):
+    """A network with conv, dense, sparse, delays, a graded relay, a join of three groups and recurrence.
+
+    ``stress`` uses extreme weights, exponents and payloads so that Lava's 32-bit wraps, the 24-bit
+    u wrap, the v clip and the 24-bit conv wrap all happen.
+    """
+    rng = np.random.default_rng(seed)
+    c_in, size = 2, int(rng.integers(4, 7))
+    bits = 24 if stress else 8
+    big = 2**22 if stress else 40
+    pops = {
+        "in": Population("in", "input", (c_in, size, size), payload_bits=bits if graded_input else 0),
+        "conv": Population("conv", "lif", (2 * groups, 0, 0), du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
+                           vth=int(rng.integers(1, 200)), bias_exp=int(rng.integers(0, 8))),
+        "fc": Population("fc", "lif", (9,), du=4095, dv=int(rng.integers(0, 300)), vth=int(rng.integers(1, 400))),
+        "relay": Population("relay", "relay", (9,), vth=int(rng.integers(0, 3)), payload_bits=24),
+        "out": Population("out", "lif", (5,), du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
+                          vth=int(rng.integers(1, 2**17 if stress else 300))),
+    }
+    out_size = (size + 2 - 3) // stride + 1
+    conv_shape = (2 * groups, out_size, out_size)
+    pops["conv"] = Population(**{**pops["conv"].__dict__, "shape": conv_shape,
+                                 "bias_mant": rng.integers(-4096, 4096, conv_shape)})
+
+    def weights(shape, low=-256, high=256):
+        w = rng.integers(low, high, shape)
+        if stress:
+            w[rng.random(shape) < 0.3] = high - 1
+        return w
+
+    n_conv = int(np.prod(conv_shape))
+    rows = rng.choice(5, 6)
+    cols = rng.choice(9, 6)
+    keep = np.unique(rows * 9 + cols, return_index=True)[1]
+    groups_ = (
+        SynapseGroup("c1", "conv", "in", "conv", weights((2 * groups, c_in // groups, 3, 3), -128, 128) * (512 if stress else 1),
+                     stride=(stride, stride), padding=(1, 1), groups=groups),
+        SynapseGroup("d1", "dense", "conv", "fc", weights((9, n_conv)), weight_exp=int(rng.integers(-3, 4)),
+                     num_weight_bits=int(rng.integers(3, 9))),
+        SynapseGroup("d2", "dense", "in", "fc", weights((9, c_in * size * size), 0, 256), weight_exp=3 if stress else 0,
+                     delays=rng.integers(0, 5, (9, c_in * size * size)) if delays else None),
+        SynapseGroup("rec", "dense", "fc", "fc", weights((9, 9)), weight_exp=-1),
+        SynapseGroup("to_relay", "dense", "fc", "relay", weights((9, 9)), weight_exp=7 if stress else 0),
+        SynapseGroup("sp", "sparse", "relay", "out", weights((6,))[keep], rows=rows[keep], cols=cols[keep],
+                     weight_exp=int(rng.integers(-2, 3))),
+        SynapseGroup("back", "dense", "out", "fc", weights((9, 5))),
+    )
+    net = ChipNet(pops, groups_, inputs=("in",), outputs=("out",)).validate()
+    shape = (3, 10, c_in, size, size)
+    x = rng.integers(-big, big, shape) if graded_input else (rng.random(shape) < 0.4)
+    return net, x.astype(np.float64)
+
+
+LIF_POPS = ["conv", "fc", "out"]
+
+
+def assert_bit_exact(net, x, record, probe):
+    sim = simulate(net, x, record=record, probe=probe)
+    lava = run_lava(net, x, record=record, probe=probe)
+    assert sorted(sim) == sorted(lava)
+    for key in sim:
+        np.testing.assert_array_equal(sim[key], lava[key], err_msg=key)
+    return sim
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    graded_input=st.booleans(),
+    delays=st.booleans(),
+    stress=st.booleans(),
+    stride=st.sampled_from([1, 2]),
+    groups=st.sampled_from([1, 2]),
+)
+def test_simulator_equals_lava_on_random_networks(seed, graded_input, delays, stress, stride, groups):
+    net, x = random_net(seed, graded_input, delays, stress, stride, groups)
+    sim = assert_bit_exact(net, x[:1], ["conv", "fc", "relay", "out"], LIF_POPS)
+    assert sim["fc"].any() and sim["fc.u"].any()  # the network is active: the comparison is not vacuous
+
+
+def test_wraps_and_clips_happen_and_match():
+    """Stress inputs drive u past 2**23 (wrap), v onto its clip limit and conv sums past 2**23."""
+    net, x = random_net(seed=7, graded_input=True, delays=False, stress=True, stride=1, groups=1)
+    sim = assert_bit_exact(net, x[:1], ["conv", "fc", "relay", "out"], LIF_POPS)
+    v = np.concatenate([sim[f"{p}.v"].reshape(-1) for p in LIF_POPS])
+    u = np.concatenate([sim[f"{p}.u"].reshape(-1) for p in LIF_POPS])
+    assert np.abs(v).max() == loihi.MAX_UV - 1  # clipped
+    assert np.abs(u).max() > loihi.MAX_UV // 2 and (u < 0).any() and (u > 0).any()
+    relay = sim["relay"].reshape(-1)
+    assert np.abs(relay).max() > 2**16  # beyond int16, the type LIF declares for a_in: Lava carries int32
+
+
+def test_layout_helpers():
+    shape = (2, 3, 4)
+    x = np.arange(24).reshape(shape)
+    lava = np.transpose(x, (2, 1, 0))
+    np.testing.assert_array_equal(x.reshape(-1)[nir_index(shape)], lava.reshape(-1))
+    w = np.arange(2 * 1 * 2 * 3).reshape(2, 1, 2, 3)
+    assert lava_kernel(w).shape == (2, 3, 2, 1)
+    assert lava_kernel(w)[1, 0, 0, 0] == w[1, 0, 1, 2]  # flipped in both spatial axes
+
+
+def test_effective_weights_follow_lava():
+    from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
+
+    rng = np.random.default_rng(0)
+    for low, high in ((-400, 400), (0, 300), (-300, 1)):
+        for bits in (2, 5, 8):
+            w = rng.integers(low, high, (20, 20))
+            mode = determine_sign_mode(w)
+            expected = truncate_weights(clip_weights(w, mode, num_bits=8), mode, bits)
+            np.testing.assert_array_equal(loihi.effective_weights(w, bits), expected)
+            assert loihi.sign_mode(w) == {SignMode.MIXED: "mixed", SignMode.EXCITATORY: "excitatory",
+                                          SignMode.INHIBITORY: "inhibitory"}[mode]
+
+
+def test_chip_ir_round_trips_through_hdf5(tmp_path):
+    net, _ = random_net(seed=3, graded_input=False, delays=True, stress=False, stride=2, groups=2)
+    chip.save(net, tmp_path / "net.h5")
+    back = chip.load(tmp_path / "net.h5")
+    assert list(back.populations) == list(net.populations) and back.inputs == net.inputs
+    for a, b in zip(net.groups, back.groups):
+        assert a.name == b.name and a.kind == b.kind and a.stride == b.stride and a.groups == b.groups
+        np.testing.assert_array_equal(a.weights, b.weights)
+    x = (np.random.default_rng(1).random((2, 6, *net.populations["in"].shape)) < 0.5).astype(float)
+    for key, values in simulate(net, x, record=LIF_POPS).items():
+        np.testing.assert_array_equal(values, simulate(back, x, record=LIF_POPS)[key])
+
+
+def test_chip_ir_rejects_newer_and_broken_files(tmp_path):
+    import h5py
+
+    net, _ = random_net(seed=3, graded_input=False, delays=False, stress=False, stride=1, groups=1)
+    path = tmp_path / "net.h5"
+    chip.save(net, path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = chip.FORMAT_VERSION + 1
+    with pytest.raises(chip.ModelError) as info:
+        chip.load(path)
+    assert str(info.value) == (f"{path}: written in chip IR format 2 by a newer snn2chip; this one reads format 1")
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = chip.FORMAT_VERSION
+        del f["groups/c1"]
+    with pytest.raises(chip.ModelError, match="broken chip network file: KeyError"):
+        chip.load(path)
+    (tmp_path / "text.h5").write_text("no")
+    with pytest.raises(chip.ModelError, match="not a chip network: it is not HDF5"):
+        chip.load(tmp_path / "text.h5")
