@@ -24,9 +24,11 @@ MAX_DELAY = 63
 
 
 def wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Two's-complement wrap of integers to ``bits`` bits (numpy's int32 overflow, Conv's 24-bit clamp)."""
-    half = 1 << (bits - 1)
-    return torch.remainder(x + half, 1 << bits) - half
+    """Two's-complement wrap of int64 values to ``bits`` bits (numpy's int32 overflow, Conv's 24-bit clamp).
+
+    Shifting the low ``bits`` bits to the top and back sign-extends them (checked against
+    ``(x + 2**(bits-1)) mod 2**bits - 2**(bits-1)`` in the tests)."""
+    return (x << (64 - bits)) >> (64 - bits)
 
 
 def conv_output(total: torch.Tensor) -> torch.Tensor:
@@ -37,7 +39,7 @@ def conv_output(total: torch.Tensor) -> torch.Tensor:
     """
     total = total.round().to(torch.int64)
     outside = (total >= 2**31) | (total < -(2**31))
-    return wrap(torch.where(outside, torch.full_like(total, -(2**31)), total), UV_BITS)
+    return wrap(total.masked_fill(outside, -(2**31)), UV_BITS).to(torch.int32)
 
 
 def shift(x: torch.Tensor, exp: int) -> torch.Tensor:
@@ -46,9 +48,12 @@ def shift(x: torch.Tensor, exp: int) -> torch.Tensor:
 
 
 def trunc_decay(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """``x * factor / 4096`` truncated toward zero (sign times the shifted magnitude)."""
-    product = x * factor
-    return torch.sign(product) * (product.abs() >> DECAY_SHIFT)
+    """``x * factor / 4096`` truncated toward zero (Lava: sign times the shifted magnitude)."""
+    if factor == 0:
+        return torch.zeros_like(x)
+    if factor == DECAY_UNITY:
+        return x
+    return torch.div(x * factor, DECAY_UNITY, rounding_mode="trunc")
 
 
 def sign_mode(weights: np.ndarray) -> str:
@@ -83,20 +88,21 @@ def representable(mantissa_bits: int, mixed: bool) -> tuple[int, int]:
 
 
 def lif_step(u, v, a_in, du: int, dv: int, bias: torch.Tensor, vth: int):
-    """One step of Lava's bit-accurate CUBA LIF: returns ``(u, v, spikes)``.
+    """One step of Lava's bit-accurate CUBA LIF on int32 tensors: returns ``(u, v, spikes)``.
 
     ``u <- trunc0(u*(4096-(du+1))/4096) + (a_in << 6)``, wrapped once at +-2**23 (2**23 itself
     stays); ``v <- clip(trunc0(v*(4096-dv)/4096) + u + bias, +-(2**23-1))``; spike where
-    ``v > vth << 6`` (strict), then v <- 0. ``u`` is not reset.
+    ``v > vth << 6`` (strict), then v <- 0; ``u`` is not reset. As in Lava, state and sums are
+    int32 (wrapping on overflow) and only the decay products are computed in int64.
     """
-    act = wrap(a_in << ACT_SHIFT, 32)
-    current = wrap(wrap(trunc_decay(u, DECAY_UNITY - (du + 1)), 32) + act, 32)
+    act = a_in << ACT_SHIFT
+    current = trunc_decay(u.to(torch.int64), DECAY_UNITY - (du + 1)).to(torch.int32) + act
     wrapped = torch.where(current > MAX_UV, current - 2 * MAX_UV, current)
     u = torch.where(wrapped <= -MAX_UV, current + 2 * MAX_UV, wrapped)
-    v = wrap(trunc_decay(v, DECAY_UNITY - dv), 32) + u + bias
+    v = trunc_decay(v.to(torch.int64), DECAY_UNITY - dv).to(torch.int32) + u + bias
     v = torch.clamp(v, -MAX_UV + 1, MAX_UV - 1)
     spikes = v > (vth << ACT_SHIFT)
-    return u, torch.where(spikes, torch.zeros_like(v), v), spikes
+    return u, v.masked_fill(spikes, 0), spikes
 
 
 def effective_bias(bias_mant: np.ndarray, bias_exp: int) -> np.ndarray:

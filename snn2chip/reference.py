@@ -84,7 +84,7 @@ class _DelayLine:
         return y.T.reshape(self.shape)
 
 
-def _op(graph: Graph, name: str, dt: float, batch: int, dtype: torch.dtype) -> Op:
+def node_op(graph: Graph, name: str, dt: float, batch: int, dtype: torch.dtype) -> Op:
     """The per-step function of node ``name`` (stateful nodes get fresh zero state)."""
     node = graph.nodes[name]
 
@@ -206,7 +206,7 @@ def run(
 def _simulate(graph, inputs, steps, dt, record, dtype) -> dict[str, np.ndarray]:
     batch = next(iter(inputs.values())).shape[0]
     try:
-        ops = {name: _op(graph, name, dt, batch, dtype) for name in graph.nodes}
+        ops = {name: node_op(graph, name, dt, batch, dtype) for name in graph.nodes}
     except ModelError as e:
         raise e.in_file(graph.source) from None
     sources = {name: [(src, (src, name) in graph.recurrent) for src in graph.predecessors(name)] for name in graph.nodes}

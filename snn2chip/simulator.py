@@ -3,8 +3,9 @@
 Each step follows Lava's Loihi protocol: every synapse group delivers what it computed on the
 previous step (or ``1 + delay`` steps earlier), inputs into one population are summed, every
 population updates (:mod:`snn2chip.loihi`), then every group computes from this step's outputs.
-Integer state is ``torch.int64``; sums are computed in float64, exact for the 24/32-bit values
-involved, then wrapped and shifted as Lava does.
+Integer state is ``torch.int32`` as in Lava; synaptic sums are computed in float32 when a bound
+on the group proves that exact (|sum| < 2**24), else in float64, then shifted and wrapped as
+Lava does.
 """
 
 from __future__ import annotations
@@ -21,38 +22,43 @@ from snn2chip.errors import ModelError
 
 
 class _Group:
-    """A synapse group ready to run: weights as float64 tensors, pending deliveries per delay."""
+    """A synapse group ready to run: weights as float tensors, pending deliveries per delay."""
 
     def __init__(self, net: ChipNet, g: SynapseGroup, batch: int):
         self.g = g
-        self.graded = net.populations[g.src].payload_bits > 0
-        dst = net.populations[g.dst]
+        src, dst = net.populations[g.src], net.populations[g.dst]
+        self.graded = src.payload_bits > 0
         self.out_shape = (batch, *dst.shape)
+        payload = 2 ** (src.payload_bits - 1) if self.graded else 1
         if g.kind == "conv":
-            self.weights = torch.as_tensor(np.asarray(g.weights, dtype=np.float64))
+            weights = np.asarray(g.weights, dtype=np.int64)
+            bound = np.abs(weights).reshape(weights.shape[0], -1).sum(1).max(initial=0) * payload
+            self.dtype = torch.float32 if bound < 2**24 else torch.float64
+            self.weights = torch.as_tensor(weights).to(self.dtype)
             depth = 1
         else:
             weights = loihi.effective_weights(g.weights, g.num_weight_bits)
             if g.kind == "sparse":
-                dense = np.zeros((dst.size, net.populations[g.src].size), dtype=np.int64)
+                dense = np.zeros((dst.size, src.size), dtype=np.int64)
                 dense[g.rows, g.cols] = weights
                 weights = dense
             delays = np.zeros(weights.shape, dtype=np.int64) if g.delays is None else np.asarray(g.delays)
             depth = int(delays.max(initial=0)) + 1
-            self.by_delay = [torch.as_tensor(np.where(delays == k, weights, 0).T.astype(np.float64)) for k in range(depth)]
-        self.pending = [torch.zeros(self.out_shape, dtype=torch.int64) for _ in range(depth)]
+            bound = np.abs(weights).sum(1).max(initial=0) * payload
+            self.dtype = torch.float32 if bound < 2**24 else torch.float64
+            self.by_delay = [torch.as_tensor(np.where(delays == k, weights, 0).T).to(self.dtype) for k in range(depth)]
+        self.pending = [torch.zeros(self.out_shape, dtype=torch.int32) for _ in range(depth)]
 
     def deliver(self) -> torch.Tensor:
         """What arrives this step; the queue moves on by one step."""
         arriving = self.pending.pop(0)
-        self.pending.append(torch.zeros(self.out_shape, dtype=torch.int64))
+        self.pending.append(torch.zeros(self.out_shape, dtype=torch.int32))
         return arriving
 
     def compute(self, sent: torch.Tensor) -> None:
         """Queue the synaptic input caused by ``sent`` (this step's output of the source)."""
         g = self.g
-        x = sent if self.graded else (sent != 0).to(torch.int64)
-        x = x.to(torch.float64)
+        x = (sent if self.graded else sent != 0).to(self.dtype)
         if g.kind == "conv":
             y = F.conv2d(x, self.weights, None, g.stride, g.padding, g.dilation, g.groups)
             self.pending[0] += loihi.conv_output(y)
@@ -62,8 +68,7 @@ class _Group:
             acc = (flat @ weights).round().to(torch.int64)
             if self.graded:
                 acc = loihi.wrap(acc, 32)  # numpy's int32 dot
-            acc = loihi.wrap(loihi.shift(acc, g.weight_exp), 32)
-            self.pending[k] += acc.reshape(self.out_shape)
+            self.pending[k] += loihi.shift(acc, g.weight_exp).to(torch.int32).reshape(self.out_shape)
 
 
 def payloads(net: ChipNet, inputs, steps: int | None) -> tuple[dict[str, torch.Tensor], int, int]:
@@ -89,7 +94,7 @@ def payloads(net: ChipNet, inputs, steps: int | None) -> tuple[dict[str, torch.T
         if np.any(np.abs(payload) > limit) or (pop.payload_bits == 0 and np.any(payload < 0)):
             what = "binary spikes (0 or 1)" if pop.payload_bits == 0 else f"{pop.payload_bits}-bit signed payloads"
             raise ModelError(f"input values do not fit {what} at input scale {pop.input_scale:g}", node=name)
-        result[name] = torch.as_tensor(payload.astype(np.int64))
+        result[name] = torch.as_tensor(payload.astype(np.int32))
         lengths.add(x.shape[1])
         batches.add(x.shape[0])
     if len(lengths) != 1 or len(batches) != 1 or (steps is not None and lengths != {steps}):
@@ -136,11 +141,11 @@ def _run(net: ChipNet, payloads: dict[str, torch.Tensor], steps: int, record, pr
     state, bias = {}, {}
     for name, pop in net.populations.items():
         if pop.kind == "lif":
-            state[name] = (torch.zeros((batch, *pop.shape), dtype=torch.int64),) * 2
+            state[name] = (torch.zeros((batch, *pop.shape), dtype=torch.int32),) * 2
             mant = np.zeros(pop.shape) if pop.bias_mant is None else pop.bias_mant
-            bias[name] = torch.as_tensor(loihi.effective_bias(mant, pop.bias_exp))
-    out = {k: torch.zeros((batch, steps, *net.populations[k].shape), dtype=torch.int64) for k in record}
-    probes = {f"{p}.{var}": torch.zeros((batch, steps, *net.populations[p].shape), dtype=torch.int64)
+            bias[name] = torch.as_tensor(loihi.effective_bias(mant, pop.bias_exp).astype(np.int32))
+    out = {k: torch.zeros((batch, steps, *net.populations[k].shape), dtype=torch.int32) for k in record}
+    probes = {f"{p}.{var}": torch.zeros((batch, steps, *net.populations[p].shape), dtype=torch.int32)
               for p in probe for var in ("u", "v")}
     for t in range(steps):
         arriving = {grp.g.name: grp.deliver() for grp in groups}
@@ -149,19 +154,19 @@ def _run(net: ChipNet, payloads: dict[str, torch.Tensor], steps: int, record, pr
             if pop.kind == "input":
                 sent[name] = payloads[name][:, t]
                 continue
-            a_in = torch.zeros((batch, *pop.shape), dtype=torch.int64)
+            a_in = torch.zeros((batch, *pop.shape), dtype=torch.int32)
             for grp in incoming[name]:
-                a_in = loihi.wrap(a_in + arriving[grp.g.name], 32)
+                a_in = a_in + arriving[grp.g.name]  # int32, wrapping as Lava's summed ports do
             if pop.kind == "relay":
                 sent[name] = loihi.relay_step(a_in, pop.vth)
                 continue
             u, v, spikes = loihi.lif_step(*state[name], a_in, pop.du, pop.dv, bias[name], pop.vth)
             state[name] = (u, v)
-            sent[name] = spikes.to(torch.int64)
+            sent[name] = spikes.to(torch.int32)
             if name in probe:
                 probes[f"{name}.u"][:, t], probes[f"{name}.v"][:, t] = u, v
         for grp in groups:
             grp.compute(sent[grp.g.src])
         for name in record:
             out[name][:, t] = sent[name]
-    return {k: v.numpy() for k, v in {**out, **probes}.items()}
+    return {k: v.numpy().astype(np.int64) for k, v in {**out, **probes}.items()}

@@ -161,3 +161,16 @@ def test_chip_ir_rejects_newer_and_broken_files(tmp_path):
     (tmp_path / "text.h5").write_text("no")
     with pytest.raises(chip.ModelError, match="not a chip network: it is not HDF5"):
         chip.load(tmp_path / "text.h5")
+
+
+def test_integer_helpers_match_their_definitions():
+    import torch
+
+    x = torch.as_tensor(np.random.default_rng(0).integers(-(2**45), 2**45, 10**5))
+    x = torch.cat([x, torch.tensor([2**31, -(2**31), 2**31 - 1, 2**23, -(2**23), 2**24, 0])])
+    for bits in (24, 32):
+        half = 1 << (bits - 1)
+        assert torch.equal(loihi.wrap(x, bits), torch.remainder(x + half, 1 << bits) - half)
+    for factor in (0, 1, 1843, 4095, 4096):
+        product = x * factor
+        assert torch.equal(loihi.trunc_decay(x, factor), torch.sign(product) * (product.abs() >> 12))

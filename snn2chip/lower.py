@@ -1,0 +1,213 @@
+"""Lowering, float part: a NIR :class:`Graph` as populations joined by linear synapse maps.
+
+Neuron nodes (and Input nodes) become populations. Everything between populations is stateless
+and linear-plus-bias (Affine, Linear, Scale, Conv2d, SumPool2d, AvgPool2d, Flatten), so the input
+of a population is ``sum_paths map(source output) + bias``. :func:`paths` enumerates, per
+destination, every chain of stateless nodes from a source population (a join upstream of a
+conv yields one path per addend: conv(A + S) = conv(A) + conv(S)); :func:`lower_path` turns one
+chain into a float :class:`FloatGroup` (a conv kernel when the chain is a convolution, after
+folding Scales and composing a preceding non-overlapping pool; one-to-one weights when it is only
+Scales/Flattens; otherwise a dense matrix obtained by pushing unit vectors through the chain);
+:func:`population_bias` evaluates the stateless region with all sources at zero.
+Output nodes fed by a stateless chain get a relay population (an exact linear readout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nir
+import numpy as np
+import torch
+
+from snn2chip import neurons, reference, shapes
+from snn2chip.errors import ModelError
+from snn2chip.graph import Graph
+
+STATELESS = (nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten)
+MAX_DENSE = 2**25  # entries of a dense float matrix built by push-through
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatGroup:
+    """A linear synapse map from population ``src`` to ``dst`` in float, before quantization.
+
+    ``kind`` 'conv' (``weights`` (O, I/groups, kH, kW) and the conv parameters), 'dense'
+    (``weights`` (dst.size, src.size)) or 'diag' (``weights`` (src.size,), one-to-one).
+    ``nodes`` are the NIR nodes the map came from.
+    """
+
+    src: str
+    dst: str
+    kind: str
+    weights: np.ndarray
+    nodes: tuple[str, ...]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+def is_population(node: nir.NIRNode) -> bool:
+    return isinstance(node, (nir.Input, *neurons.NEURONS))
+
+
+def populations(graph: Graph) -> dict[str, str]:
+    """Population name -> NIR node name: Input and neuron nodes, and a relay for each Output fed
+    by a stateless node. Unsupported node types are rejected here, naming the node."""
+    result = {}
+    for name, node in graph.nodes.items():
+        if is_population(node):
+            result[name] = name
+        elif isinstance(node, nir.Output):
+            preds = graph.predecessors(name)
+            if len(preds) != 1 or not is_population(graph.nodes[preds[0]]):
+                result[f"{name}.readout"] = name
+        elif not isinstance(node, STATELESS):
+            why = {nir.Threshold: "Threshold nodes are lowered by the residual-shortcut pass, not implemented yet",
+                   nir.Delay: "Delay nodes are not lowered to synaptic delays yet",
+                   nir.Conv1d: "Conv1d is not lowered yet (Conv2d is)"}.get(type(node), "no chip lowering exists")
+            raise graph.error(f"{type(node).__name__} cannot be compiled: {why}", node=name)
+    return result
+
+
+def _destination_inputs(graph: Graph, pops: dict[str, str], pop: str) -> list[str]:
+    node = pops[pop]
+    return [node] if pop != node else graph.predecessors(node)
+
+
+def paths(graph: Graph, pops: dict[str, str], pop: str) -> list[tuple[str, tuple[str, ...], bool]]:
+    """Every ``(source population, stateless chain from source to pop, recurrent)`` into ``pop``.
+
+    ``recurrent`` is true when the chain uses a recurrent edge (it then delivers the previous step).
+    """
+    found = []
+    by_node = {node: p for p, node in pops.items() if p == node}
+
+    def walk(node: str, dst: str, chain: tuple[str, ...], recurrent: bool):
+        recurrent = recurrent or (node, dst) in graph.recurrent
+        if node in by_node:
+            found.append((by_node[node], chain, recurrent))
+            return
+        if node in chain:
+            raise graph.error("a cycle of stateless nodes has no neuron to hold its state", node=node)
+        for pred in graph.predecessors(node):
+            walk(pred, node, (node, *chain), recurrent)
+
+    target = pops[pop]
+    for pred in _destination_inputs(graph, pops, pop):
+        walk(pred, target, (), False)
+    return found
+
+
+def _push(graph: Graph, chain: tuple[str, ...], x: torch.Tensor) -> torch.Tensor:
+    for name in chain:
+        x = reference.node_op(graph, name, 1.0, x.shape[0], torch.float64)(x)
+    return x
+
+
+def _elementwise_scale(graph: Graph, name: str) -> np.ndarray | None:
+    """A Scale node's factor per channel (first axis), or None if it also varies within a channel."""
+    scale = np.broadcast_to(np.asarray(graph.nodes[name].scale, dtype=np.float64), graph.in_shapes[name])
+    per_channel = scale.reshape(scale.shape[0], -1)
+    if not np.all(per_channel == per_channel[:, :1]):
+        return None
+    return per_channel[:, 0]
+
+
+def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatGroup | None:
+    """The chain as one convolution: [Scale*] [pool] [Scale*] Conv2d [Scale*], or None."""
+    convs = [n for n in chain if isinstance(graph.nodes[n], nir.Conv2d)]
+    if len(convs) != 1:
+        return None
+    at = chain.index(convs[0])
+    before, after = chain[:at], chain[at + 1 :]
+    conv = graph.nodes[convs[0]]
+    weights = np.asarray(conv.weight, dtype=np.float64).copy()
+    groups = int(np.asarray(conv.groups).reshape(-1)[0])
+    pool = [n for n in before if isinstance(graph.nodes[n], (nir.SumPool2d, nir.AvgPool2d))]
+    if any(not isinstance(graph.nodes[n], (nir.Scale, nir.SumPool2d, nir.AvgPool2d)) for n in before) or len(pool) > 1:
+        return None
+    if any(not isinstance(graph.nodes[n], nir.Scale) for n in after):
+        return None
+    out_channels, per_group = weights.shape[:2]
+    for name in before:
+        if isinstance(graph.nodes[name], nir.Scale):
+            factor = _elementwise_scale(graph, name)
+            if factor is None:
+                return None
+            # input channel j of output channel o is channel (o's group) * per_group + j
+            by_group = factor.reshape(groups, per_group)[np.arange(out_channels) // (out_channels // groups)]
+            weights *= by_group[:, :, None, None]
+    for name in after:
+        factor = _elementwise_scale(graph, name)
+        if factor is None:
+            return None
+        weights *= factor[:, None, None, None]
+    stride = shapes.ints(conv.stride, 2, "stride")
+    padding = shapes.conv_padding(conv, 2)
+    dilation = shapes.ints(conv.dilation, 2, "dilation")
+    if pool:
+        node = graph.nodes[pool[0]]
+        k = shapes.ints(node.kernel_size, 2, "kernel_size")
+        s = shapes.ints(node.stride, 2, "stride")
+        size = graph.in_shapes[pool[0]][1:]
+        exact = (
+            dilation == (1, 1)
+            and shapes.ints(node.padding, 2, "padding") == (0, 0)
+            and all((n - kk) % ss == 0 for n, kk, ss in zip(size, k, s))
+            and (k == s or padding == (0, 0))
+        )
+        if not exact:
+            return None
+        share = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (k[0] * k[1])
+        kh, kw = weights.shape[2:]
+        composed = np.zeros((*weights.shape[:2], (kh - 1) * s[0] + k[0], (kw - 1) * s[1] + k[1]))
+        for a in range(kh):
+            for b in range(kw):
+                composed[:, :, a * s[0] : a * s[0] + k[0], b * s[1] : b * s[1] + k[1]] += weights[:, :, a : a + 1, b : b + 1] * share
+        weights = composed
+        stride = (stride[0] * s[0], stride[1] * s[1])
+        padding = (padding[0] * s[0], padding[1] * s[1])
+    return FloatGroup(src, dst, "conv", weights, chain, stride, padding, dilation, groups)
+
+
+def lower_path(graph: Graph, pops: dict[str, str], src: str, dst: str, chain: tuple[str, ...]) -> FloatGroup:
+    """One chain of stateless nodes from population ``src`` to ``dst`` as a float synapse map."""
+    src_shape = graph.out_shapes[pops[src]]
+    dst_node = pops[dst]
+    dst_shape = graph.in_shapes[dst_node] if dst == dst_node else graph.out_shapes[dst_node]
+    if all(isinstance(graph.nodes[n], (nir.Scale, nir.Flatten)) for n in chain):
+        ones = torch.ones((1, *src_shape), dtype=torch.float64)
+        return FloatGroup(src, dst, "diag", _push(graph, chain, ones).reshape(-1).numpy(), chain)
+    conv = _as_conv(graph, src, dst, chain)
+    if conv is not None:
+        return conv
+    n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
+    if n_src * n_dst > MAX_DENSE:
+        raise graph.error(
+            f"the synapses from '{src}' through {', '.join(chain)} would need a dense {n_dst}x{n_src} matrix; "
+            "only convolutions (optionally after a non-overlapping pool) are lowered without one",
+            node=dst_node,
+        )
+    basis = torch.cat([torch.zeros((1, n_src)), torch.eye(n_src)]).to(torch.float64).reshape(-1, *src_shape)
+    pushed = _push(graph, chain, basis).reshape(n_src + 1, n_dst)
+    return FloatGroup(src, dst, "dense", (pushed[1:] - pushed[:1]).T.contiguous().numpy(), chain)
+
+
+def population_bias(graph: Graph, pops: dict[str, str], pop: str) -> np.ndarray:
+    """The constant input of ``pop`` (biases carried through the stateless region), shaped like its input."""
+    values: dict[str, torch.Tensor] = {}
+
+    def value(node: str) -> torch.Tensor:
+        if node in pops and pops[node] == node:
+            return torch.zeros((1, *graph.out_shapes[node]), dtype=torch.float64)
+        if node not in values:
+            total = sum(value(p) for p in graph.predecessors(node))
+            values[node] = reference.node_op(graph, node, 1.0, 1, torch.float64)(total)
+        return values[node]
+
+    target = pops[pop]
+    inputs = [value(p) for p in _destination_inputs(graph, pops, pop)]
+    shape = graph.in_shapes[target] if pop == target else graph.out_shapes[target]
+    return sum(inputs, torch.zeros((1, *shape), dtype=torch.float64))[0].numpy()

@@ -1,0 +1,264 @@
+"""Quantization: populations and float synapse maps (:mod:`snn2chip.lower`) become a ChipNet.
+
+Per destination population a power-of-two scale ``alpha`` maps float membrane units to chip
+units: ``v_chip = 64 * alpha * v``, so a synaptic input of float value ``x`` arrives as
+``a_in = alpha * c * x`` with ``c`` the neuron's input gain (``dt*r`` or ``dt/tau*r``, times
+``dt/tau_syn*w_in`` with a synaptic current). ``alpha`` is the largest power of two that keeps
+the per-step input below 2**17 (u never wraps), the membrane before a spike below 2**17
+(v never clips upwards), integrating read-outs within range for ``steps`` steps, and the
+threshold within 17 bits. Thresholds become ``vth = floor(alpha * theta)``: exact, for ``>`` and
+for the ``>=`` that exporters encode as ``> nextafter(theta, -inf)``, whenever v stays a multiple
+of 64 (no leak, biases multiples of 64), because then ``v_chip/64`` is an integer.
+
+Each synapse group gets its own exponent ``e`` so that its largest weight uses the full 8-bit
+mantissa: ``weights = round(alpha*c*W / 2**e)`` (even values for mixed signs, as Lava drops
+their LSB). Conv groups keep ``e >= 0`` and store the effective kernel (Lava's CPU Conv has no
+exponent). Decays become ``dv = 4096*dt/tau`` and ``du = 4096*dt/tau_syn - 1`` (``du = 4095``
+without synaptic current); biases and ``v_leak`` become ``bias_mant << bias_exp``. Every
+rounding is reported per layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import nir
+import numpy as np
+
+from snn2chip import loihi, lower, neurons, reference
+from snn2chip.chip import ChipNet, Population, SynapseGroup
+from snn2chip.errors import ModelError
+from snn2chip.graph import Graph
+
+U_LIMIT = 2**17 - 1  # a_in (and v/64) bound that keeps u and v inside 24 bits
+WEIGHT_EXP_RANGE = (-8, 7)
+BIAS_MANT_MAX = 4095
+BIAS_EXP_MAX = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Compile options. ``input_bits`` 0: inputs are binary spikes; else graded payloads of that
+    width, ``round(x * input_scale)``. ``steps``: horizon for the range of integrating read-outs."""
+
+    dt: float | None = None
+    input_scale: float = 1.0
+    input_bits: int = 0
+    steps: int = 100
+    weight_bits: int = 8
+
+
+def _uniform(values, what: str, graph: Graph, node: str) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size and not np.allclose(arr, arr.reshape(-1)[0], rtol=0, atol=0):
+        raise graph.error(f"per-neuron {what} differ: Lava's LIF has one value per population", node=node)
+    return float(arr.reshape(-1)[0]) if arr.size else 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Neuron:
+    """Uniform discrete dynamics of one population's neurons (float)."""
+
+    decay: float  # v decay factor per step
+    syn_decay: float | None  # u decay factor, None without synaptic current
+    gain: float  # float input -> float v increment (times syn gain)
+    theta: float | None  # threshold, None if not spiking
+    leak_bias: np.ndarray  # dt/tau * v_leak per neuron
+
+
+def _neuron(graph: Graph, node: str, dt: float) -> _Neuron:
+    n = graph.nodes[node]
+    if isinstance(n, nir.Output):  # relay read-out: out = input, exactly
+        return _Neuron(0.0, None, 1.0, None, np.zeros(graph.out_shapes[node]))
+    p = neurons.discretise(n, dt, node)
+    if p.spiking:
+        if p.subtract:
+            raise graph.error("reset by subtraction needs the subtractive neuron of the ANN-conversion back end "
+                              "(not implemented yet)", node=node)
+        if np.any(p.v_reset != 0):
+            raise graph.error("v_reset other than 0 cannot be represented: Loihi's LIF resets v to 0", node=node)
+    syn = p.syn_decay is not None
+    gain = _uniform(p.gain, "gains (r, tau)", graph, node) * (_uniform(p.syn_gain, "w_in, tau_syn", graph, node) if syn else 1)
+    return _Neuron(
+        decay=_uniform(p.decay, "time constants", graph, node),
+        syn_decay=_uniform(p.syn_decay, "synaptic time constants", graph, node) if syn else None,
+        gain=gain,
+        theta=_uniform(p.v_threshold, "thresholds", graph, node) if p.spiking else None,
+        leak_bias=np.broadcast_to(p.lam_v_leak, graph.out_shapes[node]).astype(np.float64),
+    )
+
+
+def _input_range(graph: Graph, pops, src: str, options: Options) -> tuple[float, bool]:
+    """Largest float value a source sends per step, and whether it can be negative."""
+    if isinstance(graph.nodes[pops[src]], nir.Input) and options.input_bits:
+        return (2 ** (options.input_bits - 1) - 1) / options.input_scale, True
+    return 1.0, False
+
+
+def _step_input_bounds(fg: lower.FloatGroup, x_max: float, signed: bool, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Per destination neuron: largest positive and negative float input per step from one group."""
+    w = fg.weights
+    if fg.kind == "conv":
+        pos = np.clip(w, 0, None).reshape(w.shape[0], -1).sum(1)
+        neg = np.clip(w, None, 0).reshape(w.shape[0], -1).sum(1)
+        pos, neg = (np.broadcast_to(a[:, None, None], shape).reshape(-1) for a in (pos, neg))
+    elif fg.kind == "diag":
+        pos, neg = np.clip(w, 0, None), np.clip(w, None, 0)
+    else:
+        pos, neg = np.clip(w, 0, None).sum(1), np.clip(w, None, 0).sum(1)
+    if signed:
+        pos = neg = pos - neg
+        neg = -neg
+    return pos * x_max, neg * x_max
+
+
+def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int) -> float:
+    """The power-of-two alpha (see module docstring)."""
+    bounds = []
+    per_step = max(pos, neg)
+    if neuron.syn_decay is not None and neuron.syn_decay < 1:
+        per_step /= 1 - neuron.syn_decay  # the synaptic current accumulates
+    if per_step > 0:
+        bounds.append(U_LIMIT / per_step)
+    if neuron.theta is not None:
+        bounds.append(U_LIMIT / (abs(neuron.theta) + per_step))
+        if neuron.theta > 0:
+            bounds.append(loihi.VTH_MAX / neuron.theta)
+    elif per_step > 0:
+        horizon = steps if neuron.decay >= 1 else min(steps, 1 / (1 - neuron.decay))
+        bounds.append(U_LIMIT / (per_step * horizon))
+    bound = min(bounds, default=2.0**20)
+    return 2.0 ** math.floor(math.log2(bound))
+
+
+def _quantize_weights(target: np.ndarray, conv: bool, weight_bits: int, where: str, graph: Graph):
+    """Integers and exponent for float chip-unit weights ``target``; the reconstruction too."""
+    mixed = bool(np.any(target > 0) and np.any(target < 0))
+    step = 1 << (loihi.WEIGHT_BITS - weight_bits + mixed)
+    top = 2**loihi.WEIGHT_BITS - step
+    biggest = float(np.abs(target).max(initial=0))
+    if biggest == 0:
+        return np.zeros(target.shape, dtype=np.int64), 0, np.zeros(target.shape)
+    exp = math.ceil(math.log2(biggest / top)) if biggest > top else -math.floor(math.log2(top / biggest))
+    exp = max(exp, 0) if conv else min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
+    mant = np.clip(np.round(target / (step * 2.0**exp)) * step, -(2**loihi.WEIGHT_BITS), top)
+    if np.abs(target).max() / 2.0**exp > 2**loihi.WEIGHT_BITS:
+        raise graph.error(f"weights of {where} exceed the 8-bit mantissa at the largest weight exponent", node=where)
+    ints = mant.astype(np.int64) * (2**exp if conv else 1)
+    return ints, (0 if conv else exp), mant * 2.0**exp
+
+
+def _bias(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """``bias_mant``, ``bias_exp`` and the reconstruction for chip-unit biases."""
+    biggest = float(np.abs(values).max(initial=0))
+    exp = 0 if biggest <= BIAS_MANT_MAX else math.ceil(math.log2(biggest / BIAS_MANT_MAX))
+    if exp > BIAS_EXP_MAX:
+        raise ModelError(f"bias {biggest:g} (chip units) exceeds 13-bit mantissa << 7")
+    mant = np.clip(np.round(values / 2**exp), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int64)
+    return mant, exp, mant * 2.0**exp
+
+
+def _rel(error: np.ndarray, reference_values: np.ndarray) -> float:
+    scale = float(np.sqrt(np.mean(np.square(reference_values)))) if reference_values.size else 0.0
+    return float(np.sqrt(np.mean(np.square(error)))) / scale if scale else 0.0
+
+
+def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, dict]:
+    """Lower and quantize ``graph``; return the chip network and the per-layer report."""
+    dt, _ = reference.resolve_dt(graph, options.dt)
+    pops = lower.populations(graph)
+    populations: dict[str, Population] = {}
+    groups: list[SynapseGroup] = []
+    layers = []
+    depth: dict[str, int] = {}
+    unaligned = []
+    for pop, node in pops.items():
+        shape = graph.out_shapes[node]
+        if isinstance(graph.nodes[node], nir.Input):
+            populations[pop] = Population(pop, "input", shape, source=node, payload_bits=options.input_bits,
+                                          input_scale=options.input_scale)
+            depth[pop] = 0
+            continue
+        neuron = _neuron(graph, node, dt)
+        incoming = [(src, chain, rec, lower.lower_path(graph, pops, src, pop, chain))
+                    for src, chain, rec in lower.paths(graph, pops, pop)]
+        bias = lower.population_bias(graph, pops, pop).reshape(shape) * neuron.gain
+        pos = bias.clip(0, None).reshape(-1).copy()
+        neg = (-bias).clip(0, None).reshape(-1).copy()
+        for src, _, _, fg in incoming:
+            x_max, signed = _input_range(graph, pops, src, options)
+            p, n = _step_input_bounds(fg, x_max, signed, shape)
+            pos += p * neuron.gain
+            neg -= n * neuron.gain
+        alpha = _choose_scale(neuron, float(pos.max(initial=0)), float(neg.max(initial=0)), options.steps)
+        entry = {"population": pop, "nir_node": node, "neurons": int(np.prod(shape)), "scale": alpha, "groups": []}
+        for src, chain, rec, fg in incoming:
+            beta = options.input_scale if isinstance(graph.nodes[pops[src]], nir.Input) and options.input_bits else 1.0
+            where = f"{pop}<-{src}" + (f"#{len([g for g in groups if g.name.startswith(f'{pop}<-{src}')])}"
+                                       if any(g.name.startswith(f"{pop}<-{src}") for g in groups) else "")
+            target = fg.weights * alpha * neuron.gain / beta
+            ints, exp, recon = _quantize_weights(target, fg.kind == "conv", options.weight_bits, where, graph)
+            if fg.kind == "diag":
+                keep = np.nonzero(ints)[0]
+                group = SynapseGroup(where, "sparse", src, pop, ints[keep], exp, options.weight_bits,
+                                     rows=keep, cols=keep, source=",".join(chain))
+            elif fg.kind == "conv":
+                group = SynapseGroup(where, "conv", src, pop, ints, 0, options.weight_bits, stride=fg.stride,
+                                     padding=fg.padding, dilation=fg.dilation, groups=fg.groups, source=",".join(chain))
+            else:
+                group = SynapseGroup(where, "dense", src, pop, ints, exp, options.weight_bits, source=",".join(chain))
+            groups.append(group)
+            entry["groups"].append({
+                "name": where, "kind": group.kind, "source": src, "through": list(chain), "recurrent": rec,
+                "synapses": int(np.count_nonzero(ints)), "weight_exp": exp,
+                "sign_mode": loihi.sign_mode(ints),
+                "weight_rel_rms_error": _rel(recon - target, target),
+                "weight_max_error": float(np.abs(recon - target).max(initial=0)) / (alpha * neuron.gain / beta),
+            })
+        forward = {depth[src] + 1 for src, _, rec, _ in incoming if not rec and src in depth}
+        if len(forward) > 1:
+            unaligned.append({"population": pop, "path_hops": sorted(forward)})
+        depth[pop] = max(forward, default=1)
+        chip_bias = 64 * alpha * (bias + neuron.leak_bias)
+        mant, bias_exp, recon_bias = _bias(chip_bias)
+        du, dv = 4095, 0
+        if neuron.syn_decay is not None:
+            du = int(round(4096 * (1 - neuron.syn_decay))) - 1
+            entry["syn_decay_error"] = abs((4096 - du - 1) / 4096 - neuron.syn_decay)
+        dv = min(int(round(4096 * (1 - neuron.decay))), 4095)
+        entry["decay_error"] = abs((4096 - dv) / 4096 - neuron.decay)
+        if neuron.theta is None:
+            vth, kind = loihi.VTH_MAX, ("relay" if isinstance(graph.nodes[node], nir.Output) else "lif")
+        else:
+            vth, kind = math.floor(alpha * neuron.theta), "lif"
+            entry["threshold"] = neuron.theta
+            entry["threshold_error"] = abs(vth / alpha - neuron.theta) / abs(neuron.theta) if neuron.theta else 0.0
+            if not 0 <= vth <= loihi.VTH_MAX:
+                raise graph.error(f"threshold {neuron.theta:g} cannot be represented (vth {vth})", node=node)
+        entry.update(kind=kind, vth=vth if kind == "lif" else 0, du=du, dv=dv, bias_exp=bias_exp,
+                     bias_rel_rms_error=_rel(recon_bias - chip_bias, chip_bias))
+        if kind == "relay":
+            populations[pop] = Population(pop, "relay", shape, source=node, vth=0, payload_bits=24, scale=alpha)
+        else:
+            populations[pop] = Population(pop, "lif", shape, source=node, du=du, dv=dv, vth=vth, bias_mant=mant,
+                                          bias_exp=bias_exp, scale=alpha)
+        layers.append(entry)
+    outputs = {}
+    for name in graph.outputs:
+        preds = graph.predecessors(name)
+        outputs[name] = f"{name}.readout" if f"{name}.readout" in pops else preds[0]
+    net = ChipNet(
+        populations=populations,
+        groups=tuple(groups),
+        inputs=tuple(p for p in populations if populations[p].kind == "input"),
+        outputs=tuple(outputs.values()),
+        pipeline_depth=max((depth[p] for p in outputs.values()), default=0),
+        metadata={"source": graph.source, "dt": dt, "outputs": outputs, "depth": depth},
+    ).validate()
+    report = {
+        "layers": layers,
+        "unaligned_joins": unaligned,
+        "pipeline_depth": net.pipeline_depth,
+    }
+    return net, report
