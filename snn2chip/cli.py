@@ -60,27 +60,87 @@ def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
             os.remove(tmp)
 
 
+def _is_build(path: str) -> bool:
+    return Path(path).is_dir() or Path(path).suffix == ".h5"
+
+
 def _run(args) -> int:
     import torch
 
-    from snn2chip import frontend, reference
+    from snn2chip import compiler, frontend, reference, simulator
 
-    graph = frontend.load(args.model)
-    inputs = _read_inputs(args.input, graph.inputs)
-    record = args.record or graph.outputs
-    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
-    results = reference.run(
-        graph, inputs, args.steps, dt=args.dt, record=record, dtype=dtype,
-        batch_size=args.batch_size, show_progress=sys.stderr.isatty(),
-    )
-    dt, dt_source = reference.resolve_dt(graph, args.dt)
+    backend = args.backend or ("sim" if _is_build(args.model) else "float")
+    if (backend == "float") == _is_build(args.model):
+        raise ModelError(f"backend '{backend}' runs {'NIR files' if backend == 'float' else 'build folders'}", file=args.model)
+    show = sys.stderr.isatty()
+    if backend == "float":
+        graph = frontend.load(args.model)
+        inputs = _read_inputs(args.input, graph.inputs)
+        dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+        results = reference.run(graph, inputs, args.steps, dt=args.dt, record=args.record or graph.outputs,
+                                dtype=dtype, batch_size=args.batch_size, show_progress=show)
+        extra = {"dt": np.float64(reference.resolve_dt(graph, args.dt)[0])}
+    else:
+        net = compiler.load_build(args.model)
+        inputs = _read_inputs(args.input, list(net.inputs))
+        kwargs = dict(record=args.record or list(net.outputs), probe=args.probe or [], show_progress=show)
+        if backend == "sim":
+            results = simulator.simulate(net, inputs, args.steps, batch_size=args.batch_size, **kwargs)
+        else:
+            from snn2chip.lava_backend import run_lava
+
+            results = run_lava(net, inputs, args.steps, **kwargs)
+        extra = {"pipeline_depth": np.int64(net.pipeline_depth)}
     for name, values in results.items():
         batch, steps = values.shape[:2]
         print(f"{name}: {batch} samples x {steps} steps x {values[0, 0].size} values, "
               f"mean {values.mean():.4g}, sum per sample {values.sum() / batch:.4g}")
     if args.output:
-        _write_atomic(Path(args.output), {**results, "dt": np.float64(dt)})
-        print(f"wrote {args.output} (dt {dt:g} from {dt_source})")
+        _write_atomic(Path(args.output), {**results, **extra})
+        print(f"wrote {args.output} ({backend} backend)")
+    return 0
+
+
+def _check_inputs(spec: str, net) -> np.ndarray:
+    """Inputs for --check: an .npy/.npz file, or 'random:N' Bernoulli(0.1) spike trains."""
+    if spec.startswith("random:"):
+        (name,) = net.inputs
+        pop = net.populations[name]
+        if pop.payload_bits:
+            raise ModelError("--check random:N makes binary spikes; graded inputs need a data file")
+        count = int(spec.split(":", 1)[1])
+        return (np.random.default_rng(0).random((count, *pop.shape)) < 0.1).astype(np.float32)
+    return np.asarray(_read_inputs(spec, list(net.inputs)))
+
+
+def _compile(args) -> int:
+    from snn2chip import compiler
+    from snn2chip.quantize import Options
+
+    options = Options(dt=args.dt, input_scale=args.input_scale, input_bits=args.input_bits, steps=args.steps)
+    graph, net, report = compiler.compile_file(args.model, args.target, options)
+    if args.check:
+        x = _check_inputs(args.check, net)
+        report["fidelity"] = compiler.fidelity(graph, net, x, args.steps, dt=args.dt)
+    compiler.write_build(args.output, net, report)
+    print(f"{args.model} -> {args.output}/network.h5 ({args.target})")
+    print(f"  {report['populations']} populations, {report['neurons']:,} neurons, {report['synapses']:,} synapses "
+          f"({report['connections']:,} connections), {report['weight_memory_bytes']:,} bytes of weights, "
+          f"pipeline depth {report['pipeline_depth']}")
+    for layer in report["layers"]:
+        errors = ", ".join(f"{g['name']} {g['kind']} e={g['weight_exp']} weight error {100 * g['weight_rel_rms_error']:.2f}%"
+                           for g in layer["groups"])
+        thr = f", threshold error {100 * layer['threshold_error']:.3f}%" if "threshold_error" in layer else ""
+        print(f"  {layer['population']}: {layer['kind']} scale {layer['scale']:g} vth {layer['vth']}{thr}; {errors}")
+    for join in report["unaligned_joins"]:
+        print(f"  warning: inputs of {join['population']} arrive after different hop counts {join['path_hops']}")
+    if "fidelity" in report:
+        fid = report["fidelity"]
+        for layer in fid["layers"]:
+            print(f"  check {layer['population']}: firing rate float {layer['float_rate']:.4f} chip {layer['chip_rate']:.4f}, "
+                  f"spike agreement {100 * layer['spike_agreement']:.2f}%")
+        if "output_agreement" in fid:
+            print(f"  check output agreement on {fid['samples']} samples: {100 * fid['output_agreement']:.1f}%")
     return 0
 
 
@@ -108,31 +168,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the same as one JSON object on stdout")
     p.set_defaults(func=_inspect)
 
-    p = sub.add_parser("run", help="run a NIR model in the float reference executor",
-                       description="Run MODEL.nir in the float reference executor (discrete time, forward Euler at "
-                                   "step dt, DESIGN.md section 2) on the inputs in FILE and print per recorded node "
-                                   "its mean output.")
-    p.add_argument("model", metavar="MODEL.nir", help="NIR file")
+    p = sub.add_parser("run", help="run a NIR model (float reference) or a compiled build (simulator or Lava)",
+                       description="Run MODEL on the inputs in FILE and print per recorded node or population its mean "
+                                   "output. A .nir file runs in the float reference executor (discrete time, forward "
+                                   "Euler at step dt, DESIGN.md section 2); a build folder (or its network.h5) runs in "
+                                   "the bit-accurate simulator or in Lava, whose outputs are equal bit for bit.")
+    p.add_argument("model", metavar="MODEL", help="NIR file, or build folder written by 'snn2chip compile'")
     p.add_argument("--input", required=True, metavar="FILE",
-                   help=".npy array or .npz with 'x' (or one array per Input node): (samples, *shape) held constant "
-                        "for --steps steps, or (samples, time, *shape)")
+                   help=".npy array or .npz with 'x' (or one array per input): (samples, *shape) held constant "
+                        "for --steps steps, or (samples, steps, *shape)")
     p.add_argument("--steps", type=int, metavar="T", help="time steps (required for constant inputs)")
-    p.add_argument("--dt", type=float, help="time step in the unit of the model's time constants "
+    p.add_argument("--backend", choices=("float", "sim", "lava"),
+                   help="float for .nir files (default), sim (default) or lava for builds")
+    p.add_argument("--dt", type=float, help="float backend: time step in the unit of the model's time constants "
                                            "(default: graph metadata 'dt', else 1)")
-    p.add_argument("--record", nargs="+", metavar="NODE", help="nodes whose outputs to keep (default: Output nodes)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="samples per batch (default: all at once)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="arithmetic (default float32)")
+    p.add_argument("--record", nargs="+", metavar="NAME",
+                   help="nodes (float) or populations (sim, lava) whose outputs to keep (default: the outputs)")
+    p.add_argument("--probe", nargs="+", metavar="NAME", help="sim, lava: populations whose u and v to keep as well")
+    p.add_argument("--batch-size", type=int, metavar="N", help="float, sim: samples per batch (default: all at once)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="float backend arithmetic (default float32)")
     p.add_argument("-o", "--output", metavar="OUT.npz",
-                   help="write the recorded outputs, (samples, time, *shape) per node, and dt")
+                   help="write the recorded outputs, (samples, steps, *shape) per name, and dt or pipeline_depth")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("compile", help="compile a NIR model for a target chip (not implemented yet)",
-                       description="Quantize, lower residual shortcuts, partition and emit MODEL.nir for a target. "
-                                   "Not implemented yet: exits with code 2.")
+    p = sub.add_parser("compile", help="compile a NIR model for a target chip",
+                       description="Lower and quantize MODEL.nir for the target and write BUILD/network.h5 (the chip "
+                                   "IR) and BUILD/report.json (resources, per-layer quantization errors, pipeline "
+                                   "depth). A failed compile leaves no BUILD folder behind.")
     p.add_argument("model", metavar="MODEL.nir", help="NIR file")
-    p.add_argument("--target", default="loihi2", help="target name or TOML file (default loihi2)")
-    p.add_argument("-o", "--output", metavar="DIR", help="output directory for the compiled artifact and report")
-    p.set_defaults(func=_not_implemented)
+    p.add_argument("--target", default="loihi2", help="target chip (default loihi2; the only one so far)")
+    p.add_argument("-o", "--output", required=True, metavar="BUILD", help="output folder")
+    p.add_argument("--dt", type=float, help="time step (default: graph metadata 'dt', else 1)")
+    p.add_argument("--input-bits", type=int, default=0, metavar="B",
+                   help="0 (default): inputs are binary spikes; else graded payloads of B bits")
+    p.add_argument("--input-scale", type=float, default=1.0, metavar="S",
+                   help="graded inputs: payload = round(x * S) (default 1)")
+    p.add_argument("--steps", type=int, default=100, metavar="T",
+                   help="time steps for --check, and the horizon that sizes integrating read-outs (default 100)")
+    p.add_argument("--check", metavar="FILE|random:N",
+                   help="measure float-vs-chip fidelity on these inputs (or N random spike trains) into report.json")
+    p.set_defaults(func=_compile)
 
     p = sub.add_parser("verify", help="compare float reference, chip simulator and Lava (not implemented yet)",
                        description="Compile MODEL.nir and compare the float reference, the bit-accurate simulator and "

@@ -14,8 +14,14 @@ Each synapse group gets its own exponent ``e`` so that its largest weight uses t
 mantissa: ``weights = round(alpha*c*W / 2**e)`` (even values for mixed signs, as Lava drops
 their LSB). Conv groups keep ``e >= 0`` and store the effective kernel (Lava's CPU Conv has no
 exponent). Decays become ``dv = 4096*dt/tau`` and ``du = 4096*dt/tau_syn - 1`` (``du = 4095``
-without synaptic current); biases and ``v_leak`` become ``bias_mant << bias_exp``. Every
-rounding is reported per layer.
+without synaptic current); ``v_leak`` becomes ``bias_mant << bias_exp``.
+
+Input biases (Affine/Conv biases) enter where NIR puts them, through the synaptic input: an
+always-on neuron ``bias`` (v = 1 > vth = 0 every step) feeds each biased population through a
+synapse group delayed by ``D - 1`` steps, so that a population at hop depth D receives its bias
+from chip step D on, when its first data arrive (float step 0). Biases carried by a recurrent
+edge therefore start one step early (the float reference gives them from step 1), and depths
+beyond the 63-step delay limit are rejected. Every rounding is reported per layer.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from snn2chip.chip import ChipNet, Population, SynapseGroup
 from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
 
+BIAS = "bias.always_on"  # the always-on neuron that feeds input biases
 U_LIMIT = 2**17 - 1  # a_in (and v/64) bound that keeps u and v inside 24 bits
 WEIGHT_EXP_RANGE = (-8, 7)
 BIAS_MANT_MAX = 4095
@@ -220,7 +227,26 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
         if len(forward) > 1:
             unaligned.append({"population": pop, "path_hops": sorted(forward)})
         depth[pop] = max(forward, default=1)
-        chip_bias = 64 * alpha * (bias + neuron.leak_bias)
+        if np.any(bias != 0):
+            if BIAS in graph.nodes:
+                raise graph.error(f"the name '{BIAS}' is reserved for the compiler's always-on bias neuron", node=BIAS)
+            populations.setdefault(BIAS, Population(BIAS, "lif", (1,), source="(always-on bias neuron)", vth=0,
+                                                    bias_mant=np.ones(1, dtype=np.int64)))
+            delay = depth[pop] - 1
+            if delay > loihi.MAX_DELAY:
+                raise graph.error(f"bias needs a {delay}-step delay at hop depth {depth[pop]}; the chip delays at most "
+                                  f"{loihi.MAX_DELAY}", node=node)
+            target = alpha * bias.reshape(-1, 1)
+            ints, exp, recon = _quantize_weights(target, False, options.weight_bits, f"{pop}<-bias", graph)
+            groups.append(SynapseGroup(f"{pop}<-bias", "dense", BIAS, pop, ints, exp, options.weight_bits,
+                                       delays=np.full(ints.shape, delay) if delay else None, source="bias"))
+            entry["groups"].append({
+                "name": f"{pop}<-bias", "kind": "dense", "source": BIAS, "through": [], "recurrent": False,
+                "synapses": int(np.count_nonzero(ints)), "weight_exp": exp, "sign_mode": loihi.sign_mode(ints),
+                "delay": delay, "weight_rel_rms_error": _rel(recon - target, target),
+                "weight_max_error": float(np.abs(recon - target).max(initial=0)) / alpha,
+            })
+        chip_bias = 64 * alpha * neuron.leak_bias
         mant, bias_exp, recon_bias = _bias(chip_bias)
         du, dv = 4095, 0
         if neuron.syn_decay is not None:
@@ -232,8 +258,12 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             vth, kind = loihi.VTH_MAX, ("relay" if isinstance(graph.nodes[node], nir.Output) else "lif")
         else:
             vth, kind = math.floor(alpha * neuron.theta), "lif"
+            # v_chip/64 is an integer n when nothing decays and biases are multiples of 64; then
+            # n > alpha*theta <=> n > floor(alpha*theta) and the threshold is exact
+            exact = du == 4095 and dv == 0 and not np.any(np.mod(recon_bias, 64))
             entry["threshold"] = neuron.theta
-            entry["threshold_error"] = abs(vth / alpha - neuron.theta) / abs(neuron.theta) if neuron.theta else 0.0
+            entry["threshold_exact"] = bool(exact)
+            entry["threshold_error"] = 0.0 if exact or not neuron.theta else (alpha * neuron.theta - vth) / abs(alpha * neuron.theta)
             if not 0 <= vth <= loihi.VTH_MAX:
                 raise graph.error(f"threshold {neuron.theta:g} cannot be represented (vth {vth})", node=node)
         entry.update(kind=kind, vth=vth if kind == "lif" else 0, du=du, dv=dv, bias_exp=bias_exp,
