@@ -48,12 +48,14 @@ def shift(x: torch.Tensor, exp: int) -> torch.Tensor:
 
 
 def trunc_decay(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """``x * factor / 4096`` truncated toward zero (Lava: sign times the shifted magnitude)."""
+    """``x * factor / 4096`` truncated toward zero (Lava: sign times the shifted magnitude).
+
+    The product is formed in int64 (as Lava does); the result has ``x``'s dtype."""
     if factor == 0:
         return torch.zeros_like(x)
     if factor == DECAY_UNITY:
         return x
-    return torch.div(x * factor, DECAY_UNITY, rounding_mode="trunc")
+    return torch.div(x.to(torch.int64) * factor, DECAY_UNITY, rounding_mode="trunc").to(x.dtype)
 
 
 def sign_mode(weights: np.ndarray) -> str:
@@ -95,11 +97,12 @@ def lif_step(u, v, a_in, du: int, dv: int, bias: torch.Tensor, vth: int):
     ``v > vth << 6`` (strict), then v <- 0; ``u`` is not reset. As in Lava, state and sums are
     int32 (wrapping on overflow) and only the decay products are computed in int64.
     """
-    act = a_in << ACT_SHIFT
-    current = trunc_decay(u.to(torch.int64), DECAY_UNITY - (du + 1)).to(torch.int32) + act
-    wrapped = torch.where(current > MAX_UV, current - 2 * MAX_UV, current)
-    u = torch.where(wrapped <= -MAX_UV, current + 2 * MAX_UV, wrapped)
-    v = trunc_decay(v.to(torch.int64), DECAY_UNITY - dv).to(torch.int32) + u + bias
+    current = trunc_decay(u, DECAY_UNITY - (du + 1)) + (a_in << ACT_SHIFT)
+    u = current
+    if current.numel() and (current.max() > MAX_UV or current.min() <= -MAX_UV):
+        wrapped = torch.where(current > MAX_UV, current - 2 * MAX_UV, current)
+        u = torch.where(wrapped <= -MAX_UV, current + 2 * MAX_UV, wrapped)
+    v = trunc_decay(v, DECAY_UNITY - dv) + u + bias
     v = torch.clamp(v, -MAX_UV + 1, MAX_UV - 1)
     spikes = v > (vth << ACT_SHIFT)
     return u, v.masked_fill(spikes, 0), spikes

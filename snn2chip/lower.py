@@ -71,11 +71,6 @@ def populations(graph: Graph) -> dict[str, str]:
     return result
 
 
-def _destination_inputs(graph: Graph, pops: dict[str, str], pop: str) -> list[str]:
-    node = pops[pop]
-    return [node] if pop != node else graph.predecessors(node)
-
-
 def paths(graph: Graph, pops: dict[str, str], pop: str) -> list[tuple[str, tuple[str, ...], bool]]:
     """Every ``(source population, stateless chain from source to pop, recurrent)`` into ``pop``.
 
@@ -95,7 +90,7 @@ def paths(graph: Graph, pops: dict[str, str], pop: str) -> list[tuple[str, tuple
             walk(pred, node, (node, *chain), recurrent)
 
     target = pops[pop]
-    for pred in _destination_inputs(graph, pops, pop):
+    for pred in graph.predecessors(target):
         walk(pred, target, (), False)
     return found
 
@@ -176,7 +171,7 @@ def lower_path(graph: Graph, pops: dict[str, str], src: str, dst: str, chain: tu
     """One chain of stateless nodes from population ``src`` to ``dst`` as a float synapse map."""
     src_shape = graph.out_shapes[pops[src]]
     dst_node = pops[dst]
-    dst_shape = graph.in_shapes[dst_node] if dst == dst_node else graph.out_shapes[dst_node]
+    dst_shape = graph.in_shapes[dst_node]
     if all(isinstance(graph.nodes[n], (nir.Scale, nir.Flatten)) for n in chain):
         ones = torch.ones((1, *src_shape), dtype=torch.float64)
         return FloatGroup(src, dst, "diag", _push(graph, chain, ones).reshape(-1).numpy(), chain)
@@ -208,6 +203,5 @@ def population_bias(graph: Graph, pops: dict[str, str], pop: str) -> np.ndarray:
         return values[node]
 
     target = pops[pop]
-    inputs = [value(p) for p in _destination_inputs(graph, pops, pop)]
-    shape = graph.in_shapes[target] if pop == target else graph.out_shapes[target]
-    return sum(inputs, torch.zeros((1, *shape), dtype=torch.float64))[0].numpy()
+    inputs = [value(p) for p in graph.predecessors(target)]
+    return sum(inputs, torch.zeros((1, *graph.in_shapes[target]), dtype=torch.float64))[0].numpy()

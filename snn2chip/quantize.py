@@ -103,6 +103,11 @@ def _input_range(graph: Graph, pops, src: str, options: Options) -> tuple[float,
     return 1.0, False
 
 
+def _input_scale(graph: Graph, pops, src: str, options: Options) -> float:
+    """Payload units per float unit of a source: the input scale for graded inputs, else 1."""
+    return options.input_scale if isinstance(graph.nodes[pops[src]], nir.Input) and options.input_bits else 1.0
+
+
 def _step_input_bounds(fg: lower.FloatGroup, x_max: float, signed: bool, shape) -> tuple[np.ndarray, np.ndarray]:
     """Per destination neuron: largest positive and negative float input per step from one group."""
     w = fg.weights
@@ -120,9 +125,12 @@ def _step_input_bounds(fg: lower.FloatGroup, x_max: float, signed: bool, shape) 
     return pos * x_max, neg * x_max
 
 
-def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int) -> float:
-    """The power-of-two alpha (see module docstring)."""
-    bounds = []
+MAX_WEIGHT = (2**loihi.WEIGHT_BITS - 2) * 2 ** WEIGHT_EXP_RANGE[1]  # largest weight in chip units
+
+
+def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int, weight: float) -> float:
+    """The power-of-two alpha (see module docstring); ``weight`` is the largest float weight times gain."""
+    bounds = [MAX_WEIGHT / weight] if weight > 0 else []
     per_step = max(pos, neg)
     if neuron.syn_decay is not None and neuron.syn_decay < 1:
         per_step /= 1 - neuron.syn_decay  # the synaptic current accumulates
@@ -139,7 +147,7 @@ def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int) -> float:
     return 2.0 ** math.floor(math.log2(bound))
 
 
-def _quantize_weights(target: np.ndarray, conv: bool, weight_bits: int, where: str, graph: Graph):
+def _quantize_weights(target: np.ndarray, conv: bool, weight_bits: int, where: str, graph: Graph, node: str):
     """Integers and exponent for float chip-unit weights ``target``; the reconstruction too."""
     mixed = bool(np.any(target > 0) and np.any(target < 0))
     step = 1 << (loihi.WEIGHT_BITS - weight_bits + mixed)
@@ -151,7 +159,8 @@ def _quantize_weights(target: np.ndarray, conv: bool, weight_bits: int, where: s
     exp = max(exp, 0) if conv else min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
     mant = np.clip(np.round(target / (step * 2.0**exp)) * step, -(2**loihi.WEIGHT_BITS), top)
     if np.abs(target).max() / 2.0**exp > 2**loihi.WEIGHT_BITS:
-        raise graph.error(f"weights of {where} exceed the 8-bit mantissa at the largest weight exponent", node=where)
+        raise graph.error(f"weights of synapse group {where} exceed the 8-bit mantissa at the largest weight exponent",
+                          node=node)
     ints = mant.astype(np.int64) * (2**exp if conv else 1)
     return ints, (0 if conv else exp), mant * 2.0**exp
 
@@ -198,14 +207,17 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             p, n = _step_input_bounds(fg, x_max, signed, shape)
             pos += p * neuron.gain
             neg -= n * neuron.gain
-        alpha = _choose_scale(neuron, float(pos.max(initial=0)), float(neg.max(initial=0)), options.steps)
+        weight = max([float(np.abs(bias).max(initial=0))]
+                     + [float(np.abs(fg.weights).max(initial=0)) * neuron.gain / _input_scale(graph, pops, src, options)
+                        for src, _, _, fg in incoming])
+        alpha = _choose_scale(neuron, float(pos.max(initial=0)), float(neg.max(initial=0)), options.steps, weight)
         entry = {"population": pop, "nir_node": node, "neurons": int(np.prod(shape)), "scale": alpha, "groups": []}
         for src, chain, rec, fg in incoming:
-            beta = options.input_scale if isinstance(graph.nodes[pops[src]], nir.Input) and options.input_bits else 1.0
+            beta = _input_scale(graph, pops, src, options)
             where = f"{pop}<-{src}" + (f"#{len([g for g in groups if g.name.startswith(f'{pop}<-{src}')])}"
                                        if any(g.name.startswith(f"{pop}<-{src}") for g in groups) else "")
             target = fg.weights * alpha * neuron.gain / beta
-            ints, exp, recon = _quantize_weights(target, fg.kind == "conv", options.weight_bits, where, graph)
+            ints, exp, recon = _quantize_weights(target, fg.kind == "conv", options.weight_bits, where, graph, node)
             if fg.kind == "diag":
                 keep = np.nonzero(ints)[0]
                 group = SynapseGroup(where, "sparse", src, pop, ints[keep], exp, options.weight_bits,
@@ -237,7 +249,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
                 raise graph.error(f"bias needs a {delay}-step delay at hop depth {depth[pop]}; the chip delays at most "
                                   f"{loihi.MAX_DELAY}", node=node)
             target = alpha * bias.reshape(-1, 1)
-            ints, exp, recon = _quantize_weights(target, False, options.weight_bits, f"{pop}<-bias", graph)
+            ints, exp, recon = _quantize_weights(target, False, options.weight_bits, f"{pop}<-bias", graph, node)
             groups.append(SynapseGroup(f"{pop}<-bias", "dense", BIAS, pop, ints, exp, options.weight_bits,
                                        delays=np.full(ints.shape, delay) if delay else None, source="bias"))
             entry["groups"].append({
@@ -264,8 +276,12 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             entry["threshold"] = neuron.theta
             entry["threshold_exact"] = bool(exact)
             entry["threshold_error"] = 0.0 if exact or not neuron.theta else (alpha * neuron.theta - vth) / abs(alpha * neuron.theta)
-            if not 0 <= vth <= loihi.VTH_MAX:
-                raise graph.error(f"threshold {neuron.theta:g} cannot be represented (vth {vth})", node=node)
+            if not 1 <= vth <= loihi.VTH_MAX:
+                raise graph.error(
+                    f"threshold {neuron.theta:g} cannot be represented: the input range forces scale {alpha:g}, "
+                    f"giving vth {vth} (needs 1..{loihi.VTH_MAX}); inputs per step would otherwise wrap u",
+                    node=node,
+                )
         entry.update(kind=kind, vth=vth if kind == "lif" else 0, du=du, dv=dv, bias_exp=bias_exp,
                      bias_rel_rms_error=_rel(recon_bias - chip_bias, chip_bias))
         if kind == "relay":

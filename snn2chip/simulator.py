@@ -34,6 +34,7 @@ class _Group:
             weights = np.asarray(g.weights, dtype=np.int64)
             bound = np.abs(weights).reshape(weights.shape[0], -1).sum(1).max(initial=0) * payload
             self.dtype = torch.float32 if bound < 2**24 else torch.float64
+            self.small = bound < 2**23  # the sum can neither leave int32 nor wrap at 24 bits
             self.weights = torch.as_tensor(weights).to(self.dtype)
             depth = 1
         else:
@@ -46,6 +47,7 @@ class _Group:
             depth = int(delays.max(initial=0)) + 1
             bound = np.abs(weights).sum(1).max(initial=0) * payload
             self.dtype = torch.float32 if bound < 2**24 else torch.float64
+            self.small = bound * 2.0 ** max(g.weight_exp, 0) < 2**31  # shifted sums stay in int32
             self.by_delay = [torch.as_tensor(np.where(delays == k, weights, 0).T).to(self.dtype) for k in range(depth)]
         self.pending = [torch.zeros(self.out_shape, dtype=torch.int32) for _ in range(depth)]
 
@@ -61,14 +63,19 @@ class _Group:
         x = (sent if self.graded else sent != 0).to(self.dtype)
         if g.kind == "conv":
             y = F.conv2d(x, self.weights, None, g.stride, g.padding, g.dilation, g.groups)
-            self.pending[0] += loihi.conv_output(y)
+            self.pending[0] += y.to(torch.int32) if self.small else loihi.conv_output(y)
             return
         flat = x.reshape(x.shape[0], -1)
         for k, weights in enumerate(self.by_delay):
-            acc = (flat @ weights).round().to(torch.int64)
-            if self.graded:
-                acc = loihi.wrap(acc, 32)  # numpy's int32 dot
-            self.pending[k] += loihi.shift(acc, g.weight_exp).to(torch.int32).reshape(self.out_shape)
+            total = flat @ weights  # integer-valued and exact (see the bounds in __init__)
+            if self.small:
+                acc = loihi.shift(total.to(torch.int32), g.weight_exp)
+            else:
+                acc = total.to(torch.int64)
+                if self.graded:
+                    acc = loihi.wrap(acc, 32)  # numpy's int32 dot
+                acc = loihi.shift(acc, g.weight_exp).to(torch.int32)
+            self.pending[k] += acc.reshape(self.out_shape)
 
 
 def payloads(net: ChipNet, inputs, steps: int | None) -> tuple[dict[str, torch.Tensor], int, int]:

@@ -203,3 +203,20 @@ def test_failed_compile_leaves_no_build(capsys, tmp_path, tmp_nir):
     assert not (tmp_path / "build").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".build")]
     assert main(["compile", str(SINABS), "-o", str(tmp_path / "b2"), "--target", "loihi9"]) == 1
     assert capsys.readouterr().err == "snn2chip: error: unknown target 'loihi9' (known: loihi2)\n"
+
+
+def test_linear_readout_becomes_an_exact_relay():
+    """An Output fed by an Affine gets a graded relay: chip payload = alpha * (W s + b), exactly when on the grid."""
+    w = np.array([[0.5, -0.25, 0.75], [1.0, 0.5, -0.5]])
+    nodes, edges = chain(("n", nir.IF(r=np.ones(3), v_threshold=np.full(3, 0.5))),
+                         ("fc", nir.Affine(weight=w, bias=np.array([0.25, -0.5]))), shape=(3,), out=(2,))
+    graph = make_graph(nodes, edges)
+    net, report = compile_graph(graph)
+    assert net.outputs == ("output.readout",) and net.populations["output.readout"].kind == "relay"
+    x = (np.random.default_rng(4).random((8, 20, 3)) < 0.6).astype(np.float64)
+    depth = net.metadata["depth"]["output.readout"]
+    chip_out = simulate(net, np.concatenate([x, np.zeros((8, depth, 3))], axis=1))["output.readout"]
+    float_out = snn2chip.run(graph, x, record=["output"], dtype=torch.float64)["output"]
+    alpha = net.populations["output.readout"].scale
+    np.testing.assert_array_equal(chip_out[:, depth:] / alpha, float_out)
+    assert np.abs(float_out).sum() > 0
