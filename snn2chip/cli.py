@@ -79,7 +79,8 @@ def _run(args) -> int:
         dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
         results = reference.run(graph, inputs, args.steps, dt=args.dt, record=args.record or graph.outputs,
                                 dtype=dtype, batch_size=args.batch_size, show_progress=show)
-        extra = {"dt": np.float64(reference.resolve_dt(graph, args.dt)[0])}
+        dt, dt_source = reference.resolve_dt(graph, args.dt)
+        extra, note = {"dt": np.float64(dt)}, f"float backend, dt {dt:g} from {dt_source}"
     else:
         net = compiler.load_build(args.model)
         inputs = _read_inputs(args.input, list(net.inputs))
@@ -90,14 +91,14 @@ def _run(args) -> int:
             from snn2chip.lava_backend import run_lava
 
             results = run_lava(net, inputs, args.steps, **kwargs)
-        extra = {"pipeline_depth": np.int64(net.pipeline_depth)}
+        extra, note = {"pipeline_depth": np.int64(net.pipeline_depth)}, f"{backend} backend, pipeline depth {net.pipeline_depth}"
     for name, values in results.items():
         batch, steps = values.shape[:2]
         print(f"{name}: {batch} samples x {steps} steps x {values[0, 0].size} values, "
               f"mean {values.mean():.4g}, sum per sample {values.sum() / batch:.4g}")
     if args.output:
         _write_atomic(Path(args.output), {**results, **extra})
-        print(f"wrote {args.output} ({backend} backend)")
+        print(f"wrote {args.output} ({note})")
     return 0
 
 
