@@ -1,6 +1,6 @@
 """Lowering, float part: a NIR :class:`Graph` as populations joined by linear synapse maps.
 
-Neuron nodes (and Input nodes) become populations. Everything between populations is stateless
+Neuron nodes, Threshold nodes (spike-element-wise AND/IAND) and Input nodes become populations. Everything between populations is stateless
 and linear-plus-bias (Affine, Linear, Scale, Conv2d, SumPool2d, AvgPool2d, Flatten), so the input
 of a population is ``sum_paths map(source output) + bias``. :func:`paths` enumerates, per
 destination, every chain of stateless nodes from a source population (a join upstream of a
@@ -49,7 +49,7 @@ class FloatGroup:
 
 
 def is_population(node: nir.NIRNode) -> bool:
-    return isinstance(node, (nir.Input, *neurons.NEURONS))
+    return isinstance(node, (nir.Input, nir.Threshold, *neurons.NEURONS))
 
 
 def populations(graph: Graph) -> dict[str, str]:
@@ -64,8 +64,7 @@ def populations(graph: Graph) -> dict[str, str]:
             if len(preds) != 1 or not is_population(graph.nodes[preds[0]]):
                 result[f"{name}.readout"] = name
         elif not isinstance(node, STATELESS):
-            why = {nir.Threshold: "Threshold nodes are lowered by the residual-shortcut pass, not implemented yet",
-                   nir.Delay: "Delay nodes are not lowered to synaptic delays yet",
+            why = {nir.Delay: "Delay nodes are not lowered to synaptic delays yet",
                    nir.Conv1d: "Conv1d is not lowered yet (Conv2d is)"}.get(type(node), "no chip lowering exists")
             raise graph.error(f"{type(node).__name__} cannot be compiled: {why}", node=name)
     return result

@@ -72,12 +72,16 @@ class _Neuron:
     gain: float  # float input -> float v increment (times syn gain)
     theta: float | None  # threshold, None if not spiking
     leak_bias: np.ndarray  # dt/tau * v_leak per neuron
+    memoryless: bool = False  # a Threshold node: du = dv = 4095 and |a_in| < 64, so nothing carries over
 
 
 def _neuron(graph: Graph, node: str, dt: float) -> _Neuron:
     n = graph.nodes[node]
     if isinstance(n, nir.Output):  # relay read-out: out = input, exactly
         return _Neuron(0.0, None, 1.0, None, np.zeros(graph.out_shapes[node]))
+    if isinstance(n, nir.Threshold):
+        theta = _uniform(n.threshold, "thresholds", graph, node)
+        return _Neuron(0.0, None, 1.0, theta, np.zeros(graph.out_shapes[node]), memoryless=True)
     p = neurons.discretise(n, dt, node)
     if p.spiking:
         if p.subtract:
@@ -126,12 +130,16 @@ def _step_input_bounds(fg: lower.FloatGroup, x_max: float, signed: bool, shape) 
 
 
 MAX_WEIGHT = (2**loihi.WEIGHT_BITS - 2) * 2 ** WEIGHT_EXP_RANGE[1]  # largest weight in chip units
+# |a_in| <= 63 keeps |v| = 64 |a_in| < 4096, which the dv = 4095 decay truncates to 0 next step
+MEMORYLESS_INPUT = 63
 
 
 def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int, weight: float) -> float:
     """The power-of-two alpha (see module docstring); ``weight`` is the largest float weight times gain."""
     bounds = [MAX_WEIGHT / weight] if weight > 0 else []
     per_step = max(pos, neg)
+    if neuron.memoryless and per_step > 0:
+        bounds.append(MEMORYLESS_INPUT / per_step)
     if neuron.syn_decay is not None and neuron.syn_decay < 1:
         per_step /= 1 - neuron.syn_decay  # the synaptic current accumulates
     if per_step > 0:
@@ -264,7 +272,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
         if neuron.syn_decay is not None:
             du = int(round(4096 * (1 - neuron.syn_decay))) - 1
             entry["syn_decay_error"] = abs((4096 - du - 1) / 4096 - neuron.syn_decay)
-        dv = min(int(round(4096 * (1 - neuron.decay))), 4095)
+        dv = 4095 if neuron.memoryless else min(int(round(4096 * (1 - neuron.decay))), 4095)
         entry["decay_error"] = abs((4096 - dv) / 4096 - neuron.decay)
         if neuron.theta is None:
             vth, kind = loihi.VTH_MAX, ("relay" if isinstance(graph.nodes[node], nir.Output) else "lif")
@@ -272,7 +280,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             vth, kind = math.floor(alpha * neuron.theta), "lif"
             # v_chip/64 is an integer n when nothing decays and biases are multiples of 64; then
             # n > alpha*theta <=> n > floor(alpha*theta) and the threshold is exact
-            exact = du == 4095 and dv == 0 and not np.any(np.mod(recon_bias, 64))
+            exact = du == 4095 and (dv == 0 or neuron.memoryless) and not np.any(np.mod(recon_bias, 64))
             entry["threshold"] = neuron.theta
             entry["threshold_exact"] = bool(exact)
             entry["threshold_error"] = 0.0 if exact or not neuron.theta else (alpha * neuron.theta - vth) / abs(alpha * neuron.theta)

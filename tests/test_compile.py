@@ -164,10 +164,9 @@ def test_unrepresentable_features_are_rejected():
         "<memory>: node 'n': v_reset other than 0 cannot be represented: Loihi's LIF resets v to 0")
     subtract = nir.IF(r=np.ones(4), v_threshold=np.ones(4), metadata={"reset": "subtract"})
     assert "reset by subtraction needs the subtractive neuron" in _error(make_graph(*chain(("n", subtract))))
-    threshold = nir.Threshold(threshold=np.ones(4))
-    assert _error(make_graph(*chain(("t", threshold)))) == (
-        "<memory>: node 't': Threshold cannot be compiled: Threshold nodes are lowered by the residual-shortcut "
-        "pass, not implemented yet")
+    delay = nir.Delay(delay=np.ones(4))
+    assert _error(make_graph(*chain(("d", delay)))) == (
+        "<memory>: node 'd': Delay cannot be compiled: Delay nodes are not lowered to synaptic delays yet")
     thresholds = nir.IF(r=np.ones(4), v_threshold=np.arange(1, 5, dtype=float))
     assert _error(make_graph(*chain(("n", thresholds)))) == (
         "<memory>: node 'n': per-neuron thresholds differ: Lava's LIF has one value per population")
@@ -197,9 +196,9 @@ def test_cli_compile_and_run_on_both_backends(capsys, tmp_path):
 
 
 def test_failed_compile_leaves_no_build(capsys, tmp_path, tmp_nir):
-    path = tmp_nir(*chain(("t", nir.Threshold(threshold=np.ones(4)))))
+    path = tmp_nir(*chain(("d", nir.Delay(delay=np.ones(4)))))
     assert main(["compile", str(path), "-o", str(tmp_path / "build")]) == 1
-    assert "Threshold cannot be compiled" in capsys.readouterr().err
+    assert "Delay cannot be compiled" in capsys.readouterr().err
     assert not (tmp_path / "build").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".build")]
     assert main(["compile", str(SINABS), "-o", str(tmp_path / "b2"), "--target", "loihi9"]) == 1
     assert capsys.readouterr().err == "snn2chip: error: unknown target 'loihi9' (known: loihi2)\n"
@@ -220,3 +219,27 @@ def test_linear_readout_becomes_an_exact_relay():
     alpha = net.populations["output.readout"].scale
     np.testing.assert_array_equal(chip_out[:, depth:] / alpha, float_out)
     assert np.abs(float_out).sum() > 0
+
+
+@pytest.mark.parametrize("connect", ["and", "iand"])
+def test_sew_and_iand_threshold_neurons_are_exact(connect):
+    """g(A, S) as Threshold(A + S > 1.5) and Threshold(S - A > 0.5) (DESIGN.md section 5): exact on chip."""
+    rng = np.random.default_rng(5)
+    neuron = lambda: nir.IF(r=np.ones(6), v_threshold=np.ones(6))  # noqa: E731
+    nodes, edges = chain(("fa", nir.Linear(weight=rng.integers(0, 60, (6, 4)) / 64)), ("a", neuron()), shape=(4,), out=(6,))
+    nodes["fs"], nodes["s"] = nir.Linear(weight=rng.integers(0, 60, (6, 4)) / 64), neuron()
+    nodes["g"] = nir.Threshold(threshold=np.full(6, 1.5 if connect == "and" else 0.5))
+    edges = [e for e in edges if e != ("a", "output")] + [("input", "fs"), ("fs", "s"), ("s", "g"), ("g", "output")]
+    if connect == "and":
+        edges.append(("a", "g"))
+    else:
+        nodes["neg"] = nir.Scale(scale=-np.ones(6))
+        edges += [("a", "neg"), ("neg", "g")]
+    graph = make_graph(nodes, edges)
+    net, report = compile_graph(graph)
+    g = net.populations["g"]
+    assert (g.du, g.dv) == (4095, 4095) and report["layers"][-1]["threshold_exact"]
+    x = (rng.random((16, 30, 4)) < 0.7).astype(np.float64)
+    (f, c), = _aligned(net, graph, x, 30, ["g"]).values()
+    np.testing.assert_array_equal(f, c)
+    assert 0 < f.mean() < 1
