@@ -21,7 +21,12 @@ always-on neuron ``bias`` (v = 1 > vth = 0 every step) feeds each biased populat
 synapse group delayed by ``D - 1`` steps, so that a population at hop depth D receives its bias
 from chip step D on, when its first data arrive (float step 0). Biases carried by a recurrent
 edge therefore start one step early (the float reference gives them from step 1), and depths
-beyond the 63-step delay limit are rejected. Every rounding is reported per layer.
+beyond the 63-step delay limit are rejected.
+
+Latency alignment: a population's hop depth D is one more than its deepest forward source; a
+source reached in fewer hops is read through a delay line (one-hop copies of it, shared by all
+its consumers), so every path into a population has the same hop count and chip step ``t + D``
+is float step ``t`` for every population. Every rounding is reported per layer.
 """
 
 from __future__ import annotations
@@ -47,13 +52,16 @@ BIAS_EXP_MAX = 7
 @dataclasses.dataclass(frozen=True)
 class Options:
     """Compile options. ``input_bits`` 0: inputs are binary spikes; else graded payloads of that
-    width, ``round(x * input_scale)``. ``steps``: horizon for the range of integrating read-outs."""
+    width, ``round(x * input_scale)``. ``steps``: horizon for the range of integrating read-outs.
+    ``align``: equalise the hop counts of paths into a population (switch off only to measure
+    what misalignment costs)."""
 
     dt: float | None = None
     input_scale: float = 1.0
     input_bits: int = 0
     steps: int = 100
     weight_bits: int = 8
+    align: bool = True
 
 
 def _uniform(values, what: str, graph: Graph, node: str) -> float:
@@ -188,6 +196,52 @@ def _rel(error: np.ndarray, reference_values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(error)))) / scale if scale else 0.0
 
 
+def _unique(name: str, groups: list[SynapseGroup]) -> str:
+    """``name``, or ``name#k`` when several paths join the same two populations."""
+    taken = {g.name for g in groups}
+    k = 1
+    candidate = name
+    while candidate in taken:
+        candidate, k = f"{name}#{k}", k + 1
+    return candidate
+
+
+def _group_entry(group: SynapseGroup, exp: int, target: np.ndarray, recon: np.ndarray, unit: float, **extra) -> dict:
+    """Report entry of one synapse group; errors in float weight units (chip units / ``unit``)."""
+    return {
+        "name": group.name, "kind": group.kind, "source": group.src, **extra,
+        "synapses": int(np.count_nonzero(group.weights)), "weight_exp": exp, "sign_mode": loihi.sign_mode(group.weights),
+        "weight_rel_rms_error": _rel(recon - target, target),
+        "weight_max_error": float(np.abs(recon - target).max(initial=0)) / unit,
+    }
+
+
+def _delay_line(src: str, lag: int, populations: dict, groups: list, depth: dict) -> str:
+    """The population that repeats ``src``'s output ``lag`` steps later (shared, built on demand).
+
+    One-to-one copies, one hop each: memoryless LIF copies for spikes (weight 1, vth 0), graded
+    relays for graded values (weight 1, vth 0: payloads pass unchanged).
+    """
+    previous = src
+    for k in range(1, lag + 1):
+        name = f"{src}@{k}"
+        if name not in populations:
+            origin = populations[src]
+            size = origin.size
+            if origin.payload_bits:
+                populations[name] = Population(name, "relay", origin.shape, source=f"delay of {src}",
+                                               payload_bits=origin.payload_bits, scale=origin.scale)
+            else:
+                populations[name] = Population(name, "lif", origin.shape, source=f"delay of {src}", du=4095, dv=4095,
+                                               vth=0, scale=origin.scale)
+            index = np.arange(size)
+            groups.append(SynapseGroup(f"{name}<-{previous}", "sparse", previous, name, np.ones(size, dtype=np.int64),
+                                       rows=index, cols=index, source=f"delay of {src}"))
+            depth[name] = depth[src] + k
+        previous = name
+    return previous
+
+
 def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, dict]:
     """Lower and quantize ``graph``; return the chip network and the per-layer report."""
     dt, _ = reference.resolve_dt(graph, options.dt)
@@ -220,33 +274,30 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
                         for src, _, _, fg in incoming])
         alpha = _choose_scale(neuron, float(pos.max(initial=0)), float(neg.max(initial=0)), options.steps, weight)
         entry = {"population": pop, "nir_node": node, "neurons": int(np.prod(shape)), "scale": alpha, "groups": []}
+        forward = {depth[src] + 1 for src, _, rec, _ in incoming if not rec and src in depth}
+        depth[pop] = max(forward, default=1)
+        if len(forward) > 1 and not options.align:
+            unaligned.append({"population": pop, "path_hops": sorted(forward)})
         for src, chain, rec, fg in incoming:
-            beta = _input_scale(graph, pops, src, options)
-            where = f"{pop}<-{src}" + (f"#{len([g for g in groups if g.name.startswith(f'{pop}<-{src}')])}"
-                                       if any(g.name.startswith(f"{pop}<-{src}") for g in groups) else "")
-            target = fg.weights * alpha * neuron.gain / beta
-            ints, exp, recon = _quantize_weights(target, fg.kind == "conv", options.weight_bits, where, graph, node)
+            lag = depth[pop] - depth[src] - 1 if options.align and not rec else 0
+            sender = _delay_line(src, lag, populations, groups, depth) if lag else src
+            if lag:
+                entry.setdefault("delayed", []).append({"source": src, "steps": lag})
+            unit = alpha * neuron.gain / _input_scale(graph, pops, src, options)  # chip units per float weight
+            name = _unique(f"{pop}<-{sender}", groups)
+            target = fg.weights * unit
+            ints, exp, recon = _quantize_weights(target, fg.kind == "conv", options.weight_bits, name, graph, node)
+            common = dict(src=sender, dst=pop, num_weight_bits=options.weight_bits, source=",".join(chain))
             if fg.kind == "diag":
                 keep = np.nonzero(ints)[0]
-                group = SynapseGroup(where, "sparse", src, pop, ints[keep], exp, options.weight_bits,
-                                     rows=keep, cols=keep, source=",".join(chain))
+                group = SynapseGroup(name, "sparse", weights=ints[keep], weight_exp=exp, rows=keep, cols=keep, **common)
             elif fg.kind == "conv":
-                group = SynapseGroup(where, "conv", src, pop, ints, 0, options.weight_bits, stride=fg.stride,
-                                     padding=fg.padding, dilation=fg.dilation, groups=fg.groups, source=",".join(chain))
+                group = SynapseGroup(name, "conv", weights=ints, stride=fg.stride, padding=fg.padding,
+                                     dilation=fg.dilation, groups=fg.groups, **common)
             else:
-                group = SynapseGroup(where, "dense", src, pop, ints, exp, options.weight_bits, source=",".join(chain))
+                group = SynapseGroup(name, "dense", weights=ints, weight_exp=exp, **common)
             groups.append(group)
-            entry["groups"].append({
-                "name": where, "kind": group.kind, "source": src, "through": list(chain), "recurrent": rec,
-                "synapses": int(np.count_nonzero(ints)), "weight_exp": exp,
-                "sign_mode": loihi.sign_mode(ints),
-                "weight_rel_rms_error": _rel(recon - target, target),
-                "weight_max_error": float(np.abs(recon - target).max(initial=0)) / (alpha * neuron.gain / beta),
-            })
-        forward = {depth[src] + 1 for src, _, rec, _ in incoming if not rec and src in depth}
-        if len(forward) > 1:
-            unaligned.append({"population": pop, "path_hops": sorted(forward)})
-        depth[pop] = max(forward, default=1)
+            entry["groups"].append(_group_entry(group, exp, target, recon, unit, through=list(chain), recurrent=rec))
         if np.any(bias != 0):
             if BIAS in graph.nodes:
                 raise graph.error(f"the name '{BIAS}' is reserved for the compiler's always-on bias neuron", node=BIAS)
@@ -257,15 +308,12 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
                 raise graph.error(f"bias needs a {delay}-step delay at hop depth {depth[pop]}; the chip delays at most "
                                   f"{loihi.MAX_DELAY}", node=node)
             target = alpha * bias.reshape(-1, 1)
-            ints, exp, recon = _quantize_weights(target, False, options.weight_bits, f"{pop}<-bias", graph, node)
-            groups.append(SynapseGroup(f"{pop}<-bias", "dense", BIAS, pop, ints, exp, options.weight_bits,
-                                       delays=np.full(ints.shape, delay) if delay else None, source="bias"))
-            entry["groups"].append({
-                "name": f"{pop}<-bias", "kind": "dense", "source": BIAS, "through": [], "recurrent": False,
-                "synapses": int(np.count_nonzero(ints)), "weight_exp": exp, "sign_mode": loihi.sign_mode(ints),
-                "delay": delay, "weight_rel_rms_error": _rel(recon - target, target),
-                "weight_max_error": float(np.abs(recon - target).max(initial=0)) / alpha,
-            })
+            name = f"{pop}<-bias"
+            ints, exp, recon = _quantize_weights(target, False, options.weight_bits, name, graph, node)
+            group = SynapseGroup(name, "dense", BIAS, pop, ints, exp, options.weight_bits,
+                                 delays=np.full(ints.shape, delay) if delay else None, source="bias")
+            groups.append(group)
+            entry["groups"].append(_group_entry(group, exp, target, recon, alpha, delay=delay))
         chip_bias = 64 * alpha * neuron.leak_bias
         mant, bias_exp, recon_bias = _bias(chip_bias)
         du, dv = 4095, 0

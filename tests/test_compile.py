@@ -243,3 +243,32 @@ def test_sew_and_iand_threshold_neurons_are_exact(connect):
     (f, c), = _aligned(net, graph, x, 30, ["g"]).values()
     np.testing.assert_array_equal(f, c)
     assert 0 < f.mean() < 1
+
+
+def test_residual_join_is_aligned_with_a_delay_line():
+    """A plain spiking-ResNet block: IF(conv2(IF(conv1(x))) + x). The shortcut is one hop, the main path two."""
+    rng = np.random.default_rng(6)
+    shape = (2, 6, 6)
+
+    def conv():
+        return nir.Conv2d(input_shape=(6, 6), weight=rng.integers(-20, 40, (2, 2, 3, 3)) / 64, stride=1, padding=1,
+                          dilation=1, groups=1, bias=np.zeros(2))
+
+    def neuron():
+        return nir.IF(r=np.ones(shape), v_threshold=np.ones(shape))
+
+    nodes, edges = chain(("c0", conv()), ("n0", neuron()), ("c1", conv()), ("n1", neuron()), ("c2", conv()),
+                         ("n2", neuron()), shape=shape)
+    edges.append(("n0", "n2"))  # identity shortcut summed into the block's last neuron
+    graph = make_graph(nodes, edges)
+    x = (rng.random((16, 25, *shape)) < 0.6).astype(np.float64)
+    aligned, report = compile_graph(graph)
+    assert aligned.metadata["depth"]["n2"] == 3 and report["unaligned_joins"] == []
+    assert "n0@1" in aligned.populations and report["layers"][-1]["delayed"] == [{"source": "n0", "steps": 1}]
+    (f, c), = _aligned(aligned, graph, x, 25, ["n2"]).values()
+    np.testing.assert_array_equal(f, c)
+    assert f.mean() > 0.05
+    unaligned, report = compile_graph(graph, Options(align=False))
+    assert report["unaligned_joins"] == [{"population": "n2", "path_hops": [2, 3]}]
+    (f, c), = _aligned(unaligned, graph, x, 25, ["n2"]).values()
+    assert (f != c).mean() > 0.01  # without alignment the block computes something else
