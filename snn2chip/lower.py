@@ -1,6 +1,7 @@
 """Lowering, float part: a NIR :class:`Graph` as populations joined by linear synapse maps.
 
-Neuron nodes, Threshold nodes (spike-element-wise AND/IAND) and Input nodes become populations. Everything between populations is stateless
+Neuron nodes, Threshold nodes (spike-element-wise AND/IAND), relays inserted by
+:mod:`snn2chip.shortcuts` and Input nodes become populations. Everything between populations is stateless
 and linear-plus-bias (Affine, Linear, Scale, Conv2d, SumPool2d, AvgPool2d, Flatten), so the input
 of a population is ``sum_paths map(source output) + bias``. :func:`paths` enumerates, per
 destination, every chain of stateless nodes from a source population (a join upstream of a
@@ -20,7 +21,7 @@ import nir
 import numpy as np
 import torch
 
-from snn2chip import neurons, reference, shapes
+from snn2chip import neurons, reference, shapes, shortcuts
 from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
 
@@ -49,7 +50,7 @@ class FloatGroup:
 
 
 def is_population(node: nir.NIRNode) -> bool:
-    return isinstance(node, (nir.Input, nir.Threshold, *neurons.NEURONS))
+    return isinstance(node, (nir.Input, nir.Threshold, *neurons.NEURONS)) or shortcuts.is_relay(node)
 
 
 def populations(graph: Graph) -> dict[str, str]:

@@ -37,7 +37,7 @@ import math
 import nir
 import numpy as np
 
-from snn2chip import loihi, lower, neurons, reference
+from snn2chip import loihi, lower, neurons, reference, shortcuts
 from snn2chip.chip import ChipNet, Population, SynapseGroup
 from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
@@ -54,7 +54,8 @@ class Options:
     """Compile options. ``input_bits`` 0: inputs are binary spikes; else graded payloads of that
     width, ``round(x * input_scale)``. ``steps``: horizon for the range of integrating read-outs.
     ``align``: equalise the hop counts of paths into a population (switch off only to measure
-    what misalignment costs)."""
+    what misalignment costs). ``strategy``: how residual joins reach the chip
+    (:mod:`snn2chip.shortcuts`)."""
 
     dt: float | None = None
     input_scale: float = 1.0
@@ -62,6 +63,7 @@ class Options:
     steps: int = 100
     weight_bits: int = 8
     align: bool = True
+    strategy: str = "expand"
 
 
 def _uniform(values, what: str, graph: Graph, node: str) -> float:
@@ -85,7 +87,7 @@ class _Neuron:
 
 def _neuron(graph: Graph, node: str, dt: float) -> _Neuron:
     n = graph.nodes[node]
-    if isinstance(n, nir.Output):  # relay read-out: out = input, exactly
+    if isinstance(n, nir.Output) or shortcuts.is_relay(n):  # relays: out = summed input, exactly
         return _Neuron(0.0, None, 1.0, None, np.zeros(graph.out_shapes[node]))
     if isinstance(n, nir.Threshold):
         theta = _uniform(n.threshold, "thresholds", graph, node)
@@ -108,16 +110,21 @@ def _neuron(graph: Graph, node: str, dt: float) -> _Neuron:
     )
 
 
-def _input_range(graph: Graph, pops, src: str, options: Options) -> tuple[float, bool]:
+def _input_range(graph: Graph, pops, src: str, options: Options, ranges: dict) -> tuple[float, bool]:
     """Largest float value a source sends per step, and whether it can be negative."""
     if isinstance(graph.nodes[pops[src]], nir.Input) and options.input_bits:
         return (2 ** (options.input_bits - 1) - 1) / options.input_scale, True
+    if src in ranges:
+        return ranges[src], True
     return 1.0, False
 
 
-def _input_scale(graph: Graph, pops, src: str, options: Options) -> float:
-    """Payload units per float unit of a source: the input scale for graded inputs, else 1."""
-    return options.input_scale if isinstance(graph.nodes[pops[src]], nir.Input) and options.input_bits else 1.0
+def _input_scale(graph: Graph, pops, src: str, options: Options, populations: dict) -> float:
+    """Payload units per float unit of a source: the input scale for graded inputs, a relay's
+    scale for relays (its payload is ``alpha * value``), else 1 (spikes)."""
+    if isinstance(graph.nodes[pops[src]], nir.Input) and options.input_bits:
+        return options.input_scale
+    return populations[src].scale if populations[src].kind == "relay" else 1.0
 
 
 def _step_input_bounds(fg: lower.FloatGroup, x_max: float, signed: bool, shape) -> tuple[np.ndarray, np.ndarray]:
@@ -161,6 +168,17 @@ def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int, weight: f
         bounds.append(U_LIMIT / (per_step * horizon))
     bound = min(bounds, default=2.0**20)
     return 2.0 ** math.floor(math.log2(bound))
+
+
+def _relay_scale(incoming: list[lower.FloatGroup], bias: np.ndarray) -> float:
+    """The smallest scale at which a relay's inputs keep their precision: 1 for integer weights
+    (a relay of spike counts carries the count itself), else a full 8-bit mantissa at exponent 0.
+    Small relay scales keep its consumers' weights (``W * alpha / alpha_relay``) large."""
+    values = np.concatenate([np.abs(fg.weights).reshape(-1) for fg in incoming] + [np.abs(bias).reshape(-1)])
+    values = values[values > 0]
+    if values.size == 0 or np.all(values == np.round(values)):
+        return 1.0
+    return 2.0 ** math.ceil(math.log2(254 / values.max()))
 
 
 def _quantize_weights(target: np.ndarray, conv: bool, weight_bits: int, where: str, graph: Graph, node: str):
@@ -245,7 +263,9 @@ def _delay_line(src: str, lag: int, populations: dict, groups: list, depth: dict
 def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, dict]:
     """Lower and quantize ``graph``; return the chip network and the per-layer report."""
     dt, _ = reference.resolve_dt(graph, options.dt)
+    graph = shortcuts.apply(graph, options.strategy)
     pops = lower.populations(graph)
+    ranges: dict[str, float] = {}  # largest |value| a relay carries (float units)
     populations: dict[str, Population] = {}
     groups: list[SynapseGroup] = []
     layers = []
@@ -265,14 +285,17 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
         pos = bias.clip(0, None).reshape(-1).copy()
         neg = (-bias).clip(0, None).reshape(-1).copy()
         for src, _, _, fg in incoming:
-            x_max, signed = _input_range(graph, pops, src, options)
+            x_max, signed = _input_range(graph, pops, src, options, ranges)
             p, n = _step_input_bounds(fg, x_max, signed, shape)
             pos += p * neuron.gain
             neg -= n * neuron.gain
         weight = max([float(np.abs(bias).max(initial=0))]
-                     + [float(np.abs(fg.weights).max(initial=0)) * neuron.gain / _input_scale(graph, pops, src, options)
+                     + [float(np.abs(fg.weights).max(initial=0)) * neuron.gain / _input_scale(graph, pops, src, options, populations)
                         for src, _, _, fg in incoming])
         alpha = _choose_scale(neuron, float(pos.max(initial=0)), float(neg.max(initial=0)), options.steps, weight)
+        if shortcuts.is_relay(graph.nodes[node]):
+            alpha = min(alpha, _relay_scale([fg for *_, fg in incoming], bias))
+            ranges[pop] = max(float(pos.max(initial=0)), float(neg.max(initial=0)))
         entry = {"population": pop, "nir_node": node, "neurons": int(np.prod(shape)), "scale": alpha, "groups": []}
         forward = {depth[src] + 1 for src, _, rec, _ in incoming if not rec and src in depth}
         depth[pop] = max(forward, default=1)
@@ -283,7 +306,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             sender = _delay_line(src, lag, populations, groups, depth) if lag else src
             if lag:
                 entry.setdefault("delayed", []).append({"source": src, "steps": lag})
-            unit = alpha * neuron.gain / _input_scale(graph, pops, src, options)  # chip units per float weight
+            unit = alpha * neuron.gain / _input_scale(graph, pops, src, options, populations)  # chip units per float weight
             name = _unique(f"{pop}<-{sender}", groups)
             target = fg.weights * unit
             ints, exp, recon = _quantize_weights(target, fg.kind == "conv", options.weight_bits, name, graph, node)
@@ -323,7 +346,8 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
         dv = 4095 if neuron.memoryless else min(int(round(4096 * (1 - neuron.decay))), 4095)
         entry["decay_error"] = abs((4096 - dv) / 4096 - neuron.decay)
         if neuron.theta is None:
-            vth, kind = loihi.VTH_MAX, ("relay" if isinstance(graph.nodes[node], nir.Output) else "lif")
+            relay = isinstance(graph.nodes[node], nir.Output) or shortcuts.is_relay(graph.nodes[node])
+            vth, kind = loihi.VTH_MAX, ("relay" if relay else "lif")
         else:
             vth, kind = math.floor(alpha * neuron.theta), "lif"
             # v_chip/64 is an integer n when nothing decays and biases are multiples of 64; then
@@ -362,5 +386,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
         "layers": layers,
         "unaligned_joins": unaligned,
         "pipeline_depth": net.pipeline_depth,
+        "strategy": options.strategy,
+        "joins": [dataclasses.asdict(j) for j in shortcuts.joins(graph)],
     }
     return net, report

@@ -272,3 +272,68 @@ def test_residual_join_is_aligned_with_a_delay_line():
     assert report["unaligned_joins"] == [{"population": "n2", "path_hops": [2, 3]}]
     (f, c), = _aligned(unaligned, graph, x, 25, ["n2"]).values()
     assert (f != c).mean() > 0.01  # without alignment the block computes something else
+
+
+def _sew_add_graph(rng):
+    """conv-IF-conv-IF block whose output A + S (SEW ADD) feeds the next conv: a join before a conv."""
+    shape = (2, 6, 6)
+
+    def conv():
+        return nir.Conv2d(input_shape=(6, 6), weight=rng.integers(-20, 40, (2, 2, 3, 3)) / 64, stride=1, padding=1,
+                          dilation=1, groups=1, bias=np.zeros(2))
+
+    def neuron():
+        return nir.IF(r=np.ones(shape), v_threshold=np.full(shape, ONE_BELOW, dtype=np.float32))
+
+    nodes, edges = chain(("c0", conv()), ("s", neuron()), ("c1", conv()), ("a1", neuron()), ("c2", conv()),
+                         ("a", neuron()), ("c3", conv()), ("n3", neuron()), shape=shape)
+    edges.append(("s", "c3"))  # c3 sees A + S
+    return make_graph(nodes, edges), shape
+
+
+def test_sew_add_block_is_exact_with_both_strategies():
+    rng = np.random.default_rng(7)
+    graph, shape = _sew_add_graph(rng)
+    x = (rng.random((16, 25, *shape)) < 0.6).astype(np.float64)
+    incoming = {}
+    for strategy in ("expand", "relay"):
+        net, report = compile_graph(graph, Options(strategy=strategy))
+        incoming[strategy] = [g.src for g in net.incoming("n3")]
+        (f, c), = _aligned(net, graph, x, 25, ["n3"]).values()
+        np.testing.assert_array_equal(f, c, err_msg=strategy)
+        assert f.mean() > 0.05
+    assert sorted(incoming["expand"]) == ["a", "s@2"]  # one conv group per addend, the shortcut delayed
+    assert incoming["relay"] == ["a.sum0"]  # the relay carries A + S once
+    relay_net, _ = compile_graph(graph, Options(strategy="relay"))
+    assert relay_net.populations["a.sum0"].kind == "relay"
+
+
+def test_ms_stream_relays_keep_fan_in_constant():
+    """MS-ResNet's membrane stream as identity Scale joins: expand grows fan-in with depth, relay does not."""
+    rng = np.random.default_rng(8)
+    blocks = 4
+    nodes = {"input": nir.Input(input_type={"input": np.array([8])}), "c0": nir.Linear(weight=rng.normal(size=(8, 8)) / 4),
+             "stream0": nir.Scale(scale=np.ones(8))}
+    edges = [("input", "c0"), ("c0", "stream0")]
+    for k in range(1, blocks + 1):
+        nodes[f"sn{k}"] = nir.LIF(tau=np.full(8, 4 / 3), r=np.full(8, 4 / 3), v_leak=np.zeros(8), v_threshold=np.full(8, 0.5))
+        nodes[f"c{k}"] = nir.Linear(weight=rng.normal(size=(8, 8)) / 4)
+        nodes[f"stream{k}"] = nir.Scale(scale=np.ones(8))
+        edges += [(f"stream{k - 1}", f"sn{k}"), (f"sn{k}", f"c{k}"), (f"c{k}", f"stream{k}"), (f"stream{k - 1}", f"stream{k}")]
+    nodes["last"] = nir.LIF(tau=np.full(8, 4 / 3), r=np.full(8, 4 / 3), v_leak=np.zeros(8), v_threshold=np.full(8, 0.5))
+    nodes["output"] = nir.Output(output_type={"output": np.array([8])})
+    edges += [(f"stream{blocks}", "last"), ("last", "output")]
+    graph = make_graph(nodes, edges)
+    graded = dict(input_bits=8, input_scale=16)
+    expand, _ = compile_graph(graph, Options(strategy="expand", **graded))
+    relay, report = compile_graph(graph, Options(strategy="relay", **graded))
+    assert len(expand.incoming("last")) == blocks + 1  # stem + every block's conv
+    assert [g.src for g in relay.incoming("last")] == [f"stream{blocks}"]
+    assert [j["kind"] for j in report["joins"]] == ["stream"] * blocks
+    x = rng.integers(-100, 100, (2, 10, 8)) / 16
+    lif = [p for p, pop in relay.populations.items() if pop.kind != "input"]
+    sim = simulate(relay, x, record=lif)
+    lava = run_lava(relay, x[:1], record=lif)
+    for name in lif:
+        np.testing.assert_array_equal(sim[name][:1], lava[name], err_msg=name)
+    assert sim["last"].any()

@@ -1,0 +1,103 @@
+"""Residual structure: find the joins of a graph and choose how each reaches the chip.
+
+A join is a node with several forward inputs (NIR sums them). Kinds (DESIGN.md §5):
+
+- ``spike``: every addend is a spiking population (SEW ADD, plain Spiking ResNet, converted
+  ResNets): the sum is an integer count of spikes;
+- ``stream``: some addend is a real value (MS-ResNet's membrane shortcut, exported either as an
+  identity Scale per block or flattened into many edges);
+- ``logic``: the join is a Threshold node (SEW AND ``A + S > 1.5``, IAND ``S - A > 0.5``): it
+  becomes a threshold neuron whatever the strategy.
+
+Strategies (passes from graph to graph; the float meaning is unchanged):
+
+- ``expand``: nothing to insert; lowering gives every addend its own synapse group
+  (``conv(A + S) = conv(A) + conv(S)``), binary spikes only, fan-in grows with depth;
+- ``relay``: :func:`insert_relays` puts a relay node (an identity ``Scale`` marked in its
+  metadata) at every spike or stream join feeding stateless nodes, shared by joins with the same
+  addends; on chip it is a graded relay that carries the sum once (Loihi 2 graded spikes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nir
+import numpy as np
+
+from snn2chip.graph import Graph, make_graph
+from snn2chip.neurons import NEURONS
+
+RELAY_KEY = "snn2chip_relay"
+STRATEGIES = ("expand", "relay")
+
+
+@dataclasses.dataclass(frozen=True)
+class Join:
+    node: str
+    kind: str
+    inputs: tuple[str, ...]
+
+
+def is_relay(node: nir.NIRNode) -> bool:
+    """Whether ``node`` is a relay inserted (or marked) by :func:`insert_relays`."""
+    return isinstance(node, nir.Scale) and bool(node.metadata.get(RELAY_KEY))
+
+
+def _spiking(node: nir.NIRNode) -> bool:
+    return isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF, nir.Threshold))
+
+
+def joins(graph: Graph) -> list[Join]:
+    """Every join with its kind, in graph order."""
+    result = []
+    for name, node in graph.nodes.items():
+        inputs = tuple(src for src in graph.predecessors(name) if (src, name) not in graph.recurrent)
+        if len(inputs) < 2:
+            continue
+        if isinstance(node, nir.Threshold):
+            kind = "logic"
+        elif all(_spiking(graph.nodes[src]) for src in inputs):
+            kind = "spike"
+        else:
+            kind = "stream"
+        result.append(Join(name, kind, inputs))
+    return result
+
+
+def _identity_stream(node: nir.NIRNode) -> bool:
+    return isinstance(node, nir.Scale) and np.all(np.asarray(node.scale) == 1)
+
+
+def insert_relays(graph: Graph) -> Graph:
+    """The relay strategy: a relay node carries each spike/stream sum that feeds stateless nodes.
+
+    An identity Scale that is itself a join (the MS stream node) is marked as the relay; a join at
+    the input of another stateless node gets a new relay ``<first addend>.sum<k>``, shared by
+    all joins with the same addends. Joins into neurons need no relay (the neuron sums).
+    """
+    nodes = dict(graph.nodes)
+    edges = list(graph.edges)
+    shared: dict[tuple[str, ...], str] = {}
+    for join in joins(graph):
+        node = graph.nodes[join.node]
+        if join.kind == "logic" or isinstance(node, (*NEURONS, nir.Output)):
+            continue
+        if _identity_stream(node):
+            nodes[join.node] = nir.Scale(scale=np.asarray(node.scale), metadata={**node.metadata, RELAY_KEY: True})
+            continue
+        key = tuple(sorted(join.inputs))
+        if key not in shared:
+            shared[key] = relay = f"{join.inputs[0]}.sum{len(shared)}"
+            nodes[relay] = nir.Scale(scale=np.ones(graph.in_shapes[join.node]), metadata={RELAY_KEY: True})
+            edges += [(src, relay) for src in join.inputs]
+        edges = [e for e in edges if not (e[1] == join.node and e[0] in join.inputs)]
+        edges.append((shared[key], join.node))
+    return make_graph(nodes, edges, graph.metadata, graph.source)
+
+
+def apply(graph: Graph, strategy: str) -> Graph:
+    """The graph for ``strategy`` ('expand' leaves it as it is)."""
+    if strategy not in STRATEGIES:
+        raise graph.error(f"unknown shortcut strategy '{strategy}' (known: {', '.join(STRATEGIES)})")
+    return insert_relays(graph) if strategy == "relay" else graph
