@@ -118,13 +118,14 @@ def _compile(args) -> int:
     from snn2chip import compiler
     from snn2chip.quantize import Options
 
-    options = Options(dt=args.dt, input_scale=args.input_scale, input_bits=args.input_bits, steps=args.steps)
+    options = Options(dt=args.dt, input_scale=args.input_scale, input_bits=args.input_bits, steps=args.steps,
+                      strategy=args.strategy, align=not args.no_align)
     graph, net, report = compiler.compile_file(args.model, args.target, options)
     if args.check:
         x = _check_inputs(args.check, net)
         report["fidelity"] = compiler.fidelity(graph, net, x, args.steps, dt=args.dt)
     compiler.write_build(args.output, net, report)
-    print(f"{args.model} -> {args.output}/network.h5 ({args.target})")
+    print(f"{args.model} -> {args.output}/network.h5 ({args.target}, shortcut strategy {report['strategy']})")
     print(f"  {report['populations']} populations, {report['neurons']:,} neurons, {report['synapses']:,} synapses "
           f"({report['connections']:,} connections), {report['weight_memory_bytes']:,} bytes of weights, "
           f"pipeline depth {report['pipeline_depth']}")
@@ -207,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="graded inputs: payload = round(x * S) (default 1)")
     p.add_argument("--steps", type=int, default=100, metavar="T",
                    help="time steps for --check, and the horizon that sizes integrating read-outs (default 100)")
+    p.add_argument("--strategy", choices=("expand", "relay", "auto"), default="auto",
+                   help="residual joins: expand (a synapse group per addend), relay (a graded relay carries the sum), "
+                        "auto (default: the one needing less weight memory)")
+    p.add_argument("--no-align", action="store_true",
+                   help="do not equalise path lengths into joins (only to measure what misalignment costs)")
     p.add_argument("--check", metavar="FILE|random:N",
                    help="measure float-vs-chip fidelity on these inputs (or N random spike trains) into report.json")
     p.set_defaults(func=_compile)

@@ -8,14 +8,16 @@ failed compile leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
 from pathlib import Path
 
+import nir
 import numpy as np
 
-from snn2chip import chip, frontend, reference, simulator
+from snn2chip import chip, frontend, reference, shortcuts, simulator
 from snn2chip.chip import ChipNet
 from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
@@ -45,38 +47,65 @@ def totals(net: ChipNet) -> dict:
     }
 
 
-def fidelity(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None) -> dict:
-    """Float reference vs compiled simulator on inputs ``x``, aligned by the pipeline depth.
+def _spiking(node) -> bool:
+    return isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF, nir.Threshold))
 
-    Per spiking population: firing rates (spikes per neuron per step) and spike agreement at
-    matching (aligned) steps; for the outputs: agreement of arg-max predictions of the summed
-    output over time.
+
+def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None):
+    """Float and chip outputs over ``steps`` aligned steps: per spiking population its spikes,
+    and the class predictions of the first output.
+
+    Prediction rules by read-out: spiking neurons, the most spikes; integrating neurons (I, LI,
+    CubaLI), the largest membrane at the last step (probed on chip); a linear read-out (relay),
+    the largest sum over time. Returns ``(float_spikes, chip_spikes, float_pred, chip_pred)``.
     """
     depth = net.metadata["depth"]
-    names = [p for p, pop in net.populations.items() if pop.kind == "lif" and pop.source in graph.nodes]
-    shift = net.pipeline_depth
-    floats = reference.run(graph, x, steps, dt=dt, record=[net.populations[p].source for p in names])
+    spiking = [p for p, pop in net.populations.items()
+               if pop.kind == "lif" and pop.source in graph.nodes and _spiking(graph.nodes[pop.source])]
+    out = net.outputs[0]
+    out_node = graph.nodes[net.populations[out].source]
+    integrating = net.populations[out].kind == "lif" and not _spiking(out_node)
+    record = [net.populations[p].source for p in spiking] + [net.populations[out].source]
+    floats = reference.run(graph, x, steps, dt=dt, record=record)
     held = x if x.ndim == len(graph.out_shapes[graph.inputs[0]]) + 2 else np.repeat(x[:, None], steps, axis=1)
-    padded = np.concatenate([held, np.zeros((held.shape[0], shift, *held.shape[2:]), dtype=held.dtype)], axis=1)
-    chips = simulator.simulate(net, padded, record=names)
-    layers = []
-    for p in names:
-        f = floats[net.populations[p].source]
-        c = chips[p][:, depth[p] : depth[p] + steps]
-        layers.append({
-            "population": p,
-            "float_rate": float(f.mean()),
-            "chip_rate": float(c.mean()),
-            "rate_error": float(abs(c.mean() - f.mean())),
-            "spike_agreement": float((f == c).mean()),
-        })
-    result = {"samples": int(x.shape[0]), "steps": steps, "layers": layers}
-    outputs = [p for p in net.outputs if p in names]
-    if outputs:
-        p = outputs[0]
-        f = floats[net.populations[p].source].sum(1).reshape(x.shape[0], -1)
-        c = chips[p][:, depth[p] : depth[p] + steps].sum(1).reshape(x.shape[0], -1)
-        result["output_agreement"] = float((f.argmax(1) == c.argmax(1)).mean())
+    padded = np.concatenate([held, np.zeros((held.shape[0], net.pipeline_depth, *held.shape[2:]), held.dtype)], axis=1)
+    chips = simulator.simulate(net, padded, record=spiking + ([] if integrating else [out]),
+                               probe=[out] if integrating else [])
+    window = slice(depth[out], depth[out] + steps)
+    samples = x.shape[0]
+    float_out = floats[net.populations[out].source].reshape(samples, steps, -1)
+    if integrating:
+        float_pred = float_out[:, -1].argmax(1)
+        chip_pred = chips[f"{out}.v"][:, window].reshape(samples, steps, -1)[:, -1].argmax(1)
+    else:
+        float_pred = float_out.sum(1).argmax(1)
+        chip_pred = chips[out][:, window].reshape(samples, steps, -1).sum(1).argmax(1)
+    float_spikes = {p: floats[net.populations[p].source] for p in spiking}
+    chip_spikes = {p: chips[p][:, depth[p] : depth[p] + steps] for p in spiking}
+    return float_spikes, chip_spikes, float_pred, chip_pred
+
+
+def fidelity(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None,
+             labels: np.ndarray | None = None) -> dict:
+    """Float reference vs compiled simulator on inputs ``x``, aligned by each population's depth.
+
+    Per spiking population: firing rates (spikes per neuron per step), their difference and the
+    spike agreement at matching steps; for the first output: prediction agreement, and the
+    accuracies of both when ``labels`` are given.
+    """
+    float_spikes, chip_spikes, float_pred, chip_pred = predictions(graph, net, x, steps, dt)
+    layers = [{
+        "population": p,
+        "float_rate": float(float_spikes[p].mean()),
+        "chip_rate": float(chip_spikes[p].mean()),
+        "rate_error": float(abs(chip_spikes[p].mean() - float_spikes[p].mean())),
+        "spike_agreement": float((float_spikes[p] == chip_spikes[p]).mean()),
+    } for p in float_spikes]
+    result = {"samples": int(x.shape[0]), "steps": steps, "layers": layers,
+              "output_agreement": float((float_pred == chip_pred).mean())}
+    if labels is not None:
+        result["float_accuracy"] = float((float_pred == labels).mean())
+        result["chip_accuracy"] = float((chip_pred == labels).mean())
     return result
 
 
@@ -86,7 +115,14 @@ def compile_file(model: str | Path, target: str = "loihi2", options: Options = O
         raise ModelError(f"unknown target '{target}' (known: {', '.join(TARGETS)})")
     graph = frontend.load(model)
     try:
-        net, layers = compile_graph(graph, options)
+        if options.strategy == "auto":
+            # both strategies; keep the one with less weight memory (expand on ties: fewer hops)
+            candidates = [compile_graph(graph, dataclasses.replace(options, strategy=s)) for s in shortcuts.STRATEGIES]
+            memory = {c[1]["strategy"]: totals(c[0])["weight_memory_bytes"] for c in candidates}
+            net, layers = min(candidates, key=lambda c: (memory[c[1]["strategy"]], c[1]["strategy"] != "expand"))
+            layers["strategy_costs"] = {k: {"weight_memory_bytes": v} for k, v in memory.items()}
+        else:
+            net, layers = compile_graph(graph, options)
     except ModelError as e:
         raise e.in_file(str(model)) from None
     report = {

@@ -44,6 +44,7 @@ from snn2chip.graph import Graph
 
 BIAS = "bias.always_on"  # the always-on neuron that feeds input biases
 U_LIMIT = 2**17 - 1  # a_in (and v/64) bound that keeps u and v inside 24 bits
+RELAY_LIMIT = 2**23 - 1  # a graded relay's payload
 WEIGHT_EXP_RANGE = (-8, 7)
 BIAS_MANT_MAX = 4095
 BIAS_EXP_MAX = 7
@@ -83,12 +84,13 @@ class _Neuron:
     theta: float | None  # threshold, None if not spiking
     leak_bias: np.ndarray  # dt/tau * v_leak per neuron
     memoryless: bool = False  # a Threshold node: du = dv = 4095 and |a_in| < 64, so nothing carries over
+    relay: bool = False  # a graded relay: out = summed input, 24-bit payload
 
 
 def _neuron(graph: Graph, node: str, dt: float) -> _Neuron:
     n = graph.nodes[node]
     if isinstance(n, nir.Output) or shortcuts.is_relay(n):  # relays: out = summed input, exactly
-        return _Neuron(0.0, None, 1.0, None, np.zeros(graph.out_shapes[node]))
+        return _Neuron(0.0, None, 1.0, None, np.zeros(graph.out_shapes[node]), relay=True)
     if isinstance(n, nir.Threshold):
         theta = _uniform(n.threshold, "thresholds", graph, node)
         return _Neuron(0.0, None, 1.0, theta, np.zeros(graph.out_shapes[node]), memoryless=True)
@@ -163,6 +165,8 @@ def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int, weight: f
         bounds.append(U_LIMIT / (abs(neuron.theta) + per_step))
         if neuron.theta > 0:
             bounds.append(loihi.VTH_MAX / neuron.theta)
+    elif neuron.relay and per_step > 0:
+        bounds.append(RELAY_LIMIT / per_step)
     elif per_step > 0:
         horizon = steps if neuron.decay >= 1 else min(steps, 1 / (1 - neuron.decay))
         bounds.append(U_LIMIT / (per_step * horizon))
@@ -170,15 +174,24 @@ def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int, weight: f
     return 2.0 ** math.floor(math.log2(bound))
 
 
-def _relay_scale(incoming: list[lower.FloatGroup], bias: np.ndarray) -> float:
-    """The smallest scale at which a relay's inputs keep their precision: 1 for integer weights
-    (a relay of spike counts carries the count itself), else a full 8-bit mantissa at exponent 0.
-    Small relay scales keep its consumers' weights (``W * alpha / alpha_relay``) large."""
-    values = np.concatenate([np.abs(fg.weights).reshape(-1) for fg in incoming] + [np.abs(bias).reshape(-1)])
-    values = values[values > 0]
-    if values.size == 0 or np.all(values == np.round(values)):
-        return 1.0
-    return 2.0 ** math.ceil(math.log2(254 / values.max()))
+def _relay_scale(incoming: list[tuple[lower.FloatGroup, float]], bias: np.ndarray) -> float:
+    """The smallest scale at which every input of a relay keeps a full 8-bit mantissa.
+
+    ``incoming`` pairs each float map with its source's payload scale (payload per float unit):
+    a group's chip weights are ``W * alpha / source_scale``. Integer weights on spikes need only
+    alpha = 1 (the relay then carries the spike count itself). Small relay scales keep the
+    weights of the relay's own consumers (``W * alpha_consumer / alpha_relay``) large.
+    """
+    needed = [1.0]
+    for fg, source_scale in incoming:
+        w = np.abs(fg.weights)
+        w = w[w > 0]
+        if w.size and not (source_scale == 1 and np.all(w == np.round(w))):
+            needed.append(254 * source_scale / w.max())
+    b = np.abs(bias)[np.abs(bias) > 0]
+    if b.size:
+        needed.append(254 / b.max())
+    return 2.0 ** math.ceil(math.log2(max(needed)))
 
 
 def _quantize_weights(target: np.ndarray, conv: bool, weight_bits: int, where: str, graph: Graph, node: str):
@@ -294,7 +307,11 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
                         for src, _, _, fg in incoming])
         alpha = _choose_scale(neuron, float(pos.max(initial=0)), float(neg.max(initial=0)), options.steps, weight)
         if shortcuts.is_relay(graph.nodes[node]):
-            alpha = min(alpha, _relay_scale([fg for *_, fg in incoming], bias))
+            # never below a relay it reads: relay-to-relay weights are then 2**k >= 1, exact (a right
+            # shift would floor the carried sum at every hop)
+            upstream = [populations[src].scale for src, *_ in incoming if src in ranges]
+            sources = [(fg, _input_scale(graph, pops, src, options, populations)) for src, *_, fg in incoming]
+            alpha = min(alpha, max([_relay_scale(sources, bias), *upstream]))
             ranges[pop] = max(float(pos.max(initial=0)), float(neg.max(initial=0)))
         entry = {"population": pop, "nir_node": node, "neurons": int(np.prod(shape)), "scale": alpha, "groups": []}
         forward = {depth[src] + 1 for src, _, rec, _ in incoming if not rec and src in depth}
