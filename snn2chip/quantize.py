@@ -126,7 +126,8 @@ def _input_scale(graph: Graph, pops, src: str, options: Options, populations: di
     scale for relays (its payload is ``alpha * value``), else 1 (spikes)."""
     if isinstance(graph.nodes[pops[src]], nir.Input) and options.input_bits:
         return options.input_scale
-    return populations[src].scale if populations[src].kind == "relay" else 1.0
+    source = populations.get(src)  # absent when it is the population being built (a recurrent edge)
+    return source.scale if source is not None and source.kind == "relay" else 1.0
 
 
 def _step_input_bounds(fg: lower.FloatGroup, x_max: float, signed: bool, shape) -> tuple[np.ndarray, np.ndarray]:
