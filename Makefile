@@ -38,3 +38,15 @@ lock:
 	{ echo "# Exact versions for .venv (Python 3.10). Regenerate with 'make lock' after changing dependencies in pyproject.toml."; \
 	  echo "argparse==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("argparse"))')"; \
 	  $(BIN)/python -m pip freeze --all | grep -v -i -E '^(snn2chip|pip)[= ]'; } > requirements.lock
+
+# Model zoo (models/): `make zoo` retrains and re-exports everything in models/zoo/ from scratch
+# (deterministic; 5-7 minutes on 2 cores); `make scale` writes the random-weight scale graphs
+# to out/scale/ (not committed), one process per model so each reports its own peak memory.
+.PHONY: zoo scale
+SCALE_MODELS ?= sew_resnet50 sew_resnet101 sew_resnet152 ms_resnet104 ms_resnet482
+
+zoo: $(STAMP)
+	$(BIN)/python -m models.zoo
+
+scale: $(STAMP)
+	@for m in $(SCALE_MODELS); do $(BIN)/python -m models.scale $$m --out-dir out/scale --check || exit 1; done

@@ -144,7 +144,7 @@ def _prepare_inputs(graph: Graph, inputs, steps: int | None) -> tuple[dict[str, 
         raise graph.error(f"inputs given for {sorted(inputs)}, but the graph's Input nodes are {names}")
     tensors, lengths, batches = {}, set(), set()
     for name in names:
-        x = torch.as_tensor(np.asarray(inputs[name]))
+        x = torch.as_tensor(np.array(inputs[name]))  # a copy: inputs may be read-only arrays
         shape = graph.out_shapes[name]
         if tuple(x.shape[1:]) == shape:
             if steps is None:
