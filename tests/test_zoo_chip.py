@@ -1,0 +1,63 @@
+"""Every zoo model compiled for Loihi 2: accuracy on the whole digits test split, and simulator == Lava.
+
+The bounds are the measured figures (README, "Residual networks on chip") with a small margin;
+the models' weights are fixed, so a change in the compiler that costs accuracy fails here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.data import test_set
+from snn2chip import compiler
+from snn2chip.lava_backend import run_lava
+from snn2chip.quantize import Options
+from snn2chip.simulator import simulate
+
+ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
+MANIFEST = json.loads((ZOO / "zoo.json").read_text())["models"]
+SNNS = ["sew_add", "sew_and", "sew_iand", "ms_resnet", "spiking_resnet"]
+# the digits image / 16 is sent as a graded payload 0..16: exact
+DIGITS = dict(input_bits=6, input_scale=16)
+
+
+def build(name: str, strategy: str):
+    steps = MANIFEST[name]["time_steps"]
+    return steps, *compiler.compile_file(ZOO / f"{name}.nir", options=Options(strategy=strategy, steps=steps, **DIGITS))
+
+
+@pytest.mark.parametrize("name", SNNS)
+@pytest.mark.parametrize("strategy", ["expand", "relay"])
+def test_zoo_accuracy_on_chip(name, strategy):
+    steps, graph, net, report = build(name, strategy)
+    x, y = test_set()
+    result = compiler.fidelity(graph, net, np.asarray(x), steps, labels=np.asarray(y))
+    assert result["float_accuracy"] == pytest.approx(MANIFEST[name]["executor_test_accuracy"])
+    assert abs(result["chip_accuracy"] - result["float_accuracy"]) <= 0.015, result
+    assert result["output_agreement"] >= 0.98, result
+    assert report["unaligned_joins"] == []
+
+
+def test_relays_replace_duplicated_synapses():
+    """SEW ADD and MS-ResNet have sums before convolutions or a membrane stream: relays change them."""
+    for name in ("sew_add", "ms_resnet"):
+        expand, relay = (compiler.totals(build(name, s)[2]) for s in ("expand", "relay"))
+        assert relay["synapses"] < expand["synapses"], name
+    _, _, net, _ = build("ms_resnet", "relay")
+    assert any(p.kind == "relay" for p in net.populations.values())
+
+
+@pytest.mark.parametrize("name, strategy", [(n, "expand") for n in SNNS] + [("sew_add", "relay"), ("ms_resnet", "relay")])
+def test_zoo_simulator_equals_lava(name, strategy):
+    steps, _, net, _ = build(name, strategy)
+    x, _ = test_set()
+    pops = [p for p, pop in net.populations.items() if pop.kind != "input"]
+    sim = simulate(net, np.asarray(x[:1]), steps + net.pipeline_depth, record=pops)
+    lava = run_lava(net, np.asarray(x[:1]), steps + net.pipeline_depth, record=pops)
+    for p in pops:
+        np.testing.assert_array_equal(sim[p], lava[p], err_msg=p)
+    assert sum(int(np.abs(sim[p]).sum()) for p in pops) > 1000
