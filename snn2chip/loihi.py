@@ -89,20 +89,26 @@ def representable(mantissa_bits: int, mixed: bool) -> tuple[int, int]:
     return step, (2**WEIGHT_BITS - step)
 
 
-def lif_step(u, v, a_in, du: int, dv: int, bias: torch.Tensor, vth: int):
+def lif_step(u, v, a_in, du: int, dv: int, bias: torch.Tensor | None, vth: int):
     """One step of Lava's bit-accurate CUBA LIF on int32 tensors: returns ``(u, v, spikes)``.
 
     ``u <- trunc0(u*(4096-(du+1))/4096) + (a_in << 6)``, wrapped once at +-2**23 (2**23 itself
     stays); ``v <- clip(trunc0(v*(4096-dv)/4096) + u + bias, +-(2**23-1))``; spike where
     ``v > vth << 6`` (strict), then v <- 0; ``u`` is not reset. As in Lava, state and sums are
-    int32 (wrapping on overflow) and only the decay products are computed in int64.
+    int32 (wrapping on overflow) and only the decay products are computed in int64. ``bias``
+    None means no bias.
     """
-    current = trunc_decay(u, DECAY_UNITY - (du + 1)) + (a_in << ACT_SHIFT)
+    current = a_in << ACT_SHIFT
+    if du != 4095:
+        current = current + trunc_decay(u, DECAY_UNITY - (du + 1))
     u = current
-    if current.numel() and (current.max() > MAX_UV or current.min() <= -MAX_UV):
+    low, high = torch.aminmax(current) if current.numel() else (0, 0)
+    if high > MAX_UV or low <= -MAX_UV:
         wrapped = torch.where(current > MAX_UV, current - 2 * MAX_UV, current)
         u = torch.where(wrapped <= -MAX_UV, current + 2 * MAX_UV, wrapped)
-    v = trunc_decay(v, DECAY_UNITY - dv) + u + bias
+    v = trunc_decay(v, DECAY_UNITY - dv) + u
+    if bias is not None:
+        v = v + bias
     v = torch.clamp(v, -MAX_UV + 1, MAX_UV - 1)
     spikes = v > (vth << ACT_SHIFT)
     return u, v.masked_fill(spikes, 0), spikes

@@ -60,7 +60,7 @@ class _Group:
     def compute(self, sent: torch.Tensor) -> None:
         """Queue the synaptic input caused by ``sent`` (this step's output of the source)."""
         g = self.g
-        x = (sent if self.graded else sent != 0).to(self.dtype)
+        x = sent.to(self.dtype)  # binary sources send 0/1 already
         if g.kind == "conv":
             y = F.conv2d(x, self.weights, None, g.stride, g.padding, g.dilation, g.groups)
             self.pending[0] += y.to(torch.int32) if self.small else loihi.conv_output(y)
@@ -150,7 +150,8 @@ def _run(net: ChipNet, payloads: dict[str, torch.Tensor], steps: int, record, pr
         if pop.kind == "lif":
             state[name] = (torch.zeros((batch, *pop.shape), dtype=torch.int32),) * 2
             mant = np.zeros(pop.shape) if pop.bias_mant is None else pop.bias_mant
-            bias[name] = torch.as_tensor(loihi.effective_bias(mant, pop.bias_exp).astype(np.int32))
+            effective = loihi.effective_bias(mant, pop.bias_exp).astype(np.int32)
+            bias[name] = torch.as_tensor(effective) if effective.any() else None
     out = {k: torch.zeros((batch, steps, *net.populations[k].shape), dtype=torch.int32) for k in record}
     probes = {f"{p}.{var}": torch.zeros((batch, steps, *net.populations[p].shape), dtype=torch.int32)
               for p in probe for var in ("u", "v")}
@@ -161,9 +162,10 @@ def _run(net: ChipNet, payloads: dict[str, torch.Tensor], steps: int, record, pr
             if pop.kind == "input":
                 sent[name] = payloads[name][:, t]
                 continue
-            a_in = torch.zeros((batch, *pop.shape), dtype=torch.int32)
-            for grp in incoming[name]:
-                a_in = a_in + arriving[grp.g.name]  # int32, wrapping as Lava's summed ports do
+            terms = [arriving[grp.g.name] for grp in incoming[name]]
+            a_in = terms[0] if terms else torch.zeros((batch, *pop.shape), dtype=torch.int32)
+            for term in terms[1:]:
+                a_in = a_in + term  # int32, wrapping as Lava's summed ports do
             if pop.kind == "relay":
                 sent[name] = loihi.relay_step(a_in, pop.vth)
                 continue
