@@ -1,12 +1,13 @@
 # snn2chip developer entry points.
-#   make demo   runs the main job on a bundled model (creates .venv first when needed)
+#   make demo   runs the main job on a bundled model: inspect and compile the SEW-ResNet ADD of
+#               the zoo for Loihi 2 (creates .venv first when needed)
 #   make test   runs the test suite (creates .venv first when needed); .ci/run calls this
 # .venv is built from Python 3.10 (Lava requires >=3.10,<3.11) and requirements.lock.
 
 VENV       := .venv
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.installed
-DEMO_MODEL ?= ../shared/fixtures/nir/cnn_sinabs.nir
+DEMO_MODEL ?= models/zoo/sew_add.nir
 PYTEST_ARGS ?=
 
 # First Python 3.10 found: python3.10 on PATH, then pyenv's installed versions (newest first).
@@ -15,8 +16,10 @@ PYTHON310 = $(shell for c in python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/v
 
 .PHONY: demo test venv lock
 
+# The digits image / 16 travels as a graded payload 0..16 (exact): --input-bits 6 --input-scale 16.
 demo: $(STAMP)
 	$(BIN)/snn2chip inspect $(DEMO_MODEL)
+	$(BIN)/snn2chip compile $(DEMO_MODEL) -o build/demo --input-bits 6 --input-scale 16 --steps 4
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
