@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.layers import Stateful, reset, set_multi_step, set_single_step
+from models.layers import ConvBN, Stateful, reset, set_multi_step, set_single_step
 
 READOUT_RULE = (
     "prediction = argmax over classes of the readout node (nir.I, r = 1, fed by the classifier Affine) "
@@ -142,3 +142,19 @@ class SpikingResNetBody(SpikingNetwork):
             for j, block in enumerate(getattr(self, name)):
                 x = block.export(b, f"{name}.{j}", x)
         return b.chain("", ("avgpool", "flatten", "fc", "readout"), x)
+
+
+def add_stem(model: nn.Module, stem: str, in_channels: int, width: int, size: int) -> int:
+    """Give ``model`` its stem ``conv1`` (and ``maxpool``); return the spatial size after it.
+
+    ``"imagenet"``: conv7x7/2-BN then max pool 3x3/2; ``"small"``: conv3x3/1-BN, no pool.
+    """
+    if stem == "imagenet":
+        model.conv1 = ConvBN(in_channels, width, 7, 2, 3)
+        model.maxpool = nn.MaxPool2d(3, 2, 1)
+        return global_pool_size(size, (7, 2, 3), (3, 2, 1))
+    if stem == "small":
+        model.conv1 = ConvBN(in_channels, width, 3, 1, 1)
+        model.maxpool = None
+        return size
+    raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")

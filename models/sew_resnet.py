@@ -39,7 +39,7 @@ from torch import nn
 
 from models.export import ExportError
 from models.layers import ConvBN, IFNode, Integrator
-from models.network import SpikingResNetBody, global_pool_size
+from models.network import SpikingResNetBody, add_stem, global_pool_size
 
 CONNECTS = ("ADD", "AND", "IAND")
 
@@ -165,15 +165,7 @@ class SEWResNet(SpikingResNetBody):
         block_cls = BLOCKS[block]
         in_channels, size = input_shape[0], input_shape[1]
         stem_width = stem_width or widths[0]
-        if stem == "imagenet":
-            self.conv1 = ConvBN(in_channels, stem_width, 7, 2, 3)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            size = global_pool_size(size, (7, 2, 3), (3, 2, 1))
-        elif stem == "small":
-            self.conv1 = ConvBN(in_channels, stem_width, 3, 1, 1)
-            self.maxpool = None
-        else:
-            raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
+        size = add_stem(self, stem, in_channels, stem_width, size)
         self.sn1 = IFNode()
         planes_in = stem_width
         self.stage_names = []

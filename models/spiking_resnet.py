@@ -24,7 +24,7 @@ from __future__ import annotations
 from torch import nn
 
 from models.layers import ConvBN, IFNode, Integrator
-from models.network import SpikingResNetBody, global_pool_size
+from models.network import SpikingResNetBody, add_stem, global_pool_size
 from models.sew_resnet import LAYOUTS  # the same ImageNet layouts
 
 
@@ -93,15 +93,7 @@ def _build(self, block_cls, block: str, layers, widths, input_shape, num_classes
     in_channels, size = input_shape[0], input_shape[1]
     stem_width = stem_width or widths[0]
     act = block_cls.act_prefix
-    if stem == "imagenet":
-        self.conv1 = ConvBN(in_channels, stem_width, 7, 2, 3)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        size = global_pool_size(size, (7, 2, 3), (3, 2, 1))
-    elif stem == "small":
-        self.conv1 = ConvBN(in_channels, stem_width, 3, 1, 1)
-        self.maxpool = None
-    else:
-        raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
+    size = add_stem(self, stem, in_channels, stem_width, size)
     self.add_module(f"{act}1", block_cls.make_act())
     planes_in = stem_width
     self.stage_names = []

@@ -83,12 +83,6 @@ def effective_weights(weights: np.ndarray, num_weight_bits: int = WEIGHT_BITS) -
     return sign * ((w >> drop) << drop)
 
 
-def representable(mantissa_bits: int, mixed: bool) -> tuple[int, int]:
-    """Range of Dense weight integers that pass :func:`effective_weights` unchanged, and their step."""
-    step = 1 << (WEIGHT_BITS - mantissa_bits + mixed)
-    return step, (2**WEIGHT_BITS - step)
-
-
 def lif_step(u, v, a_in, du: int, dv: int, bias: torch.Tensor | None, vth: int):
     """One step of Lava's bit-accurate CUBA LIF on int32 tensors: returns ``(u, v, spikes)``.
 

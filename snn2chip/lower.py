@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from snn2chip import neurons, reference, shapes, shortcuts
-from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
 
 STATELESS = (nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten)
