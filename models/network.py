@@ -158,3 +158,25 @@ def add_stem(model: nn.Module, stem: str, in_channels: int, width: int, size: in
         model.maxpool = None
         return size
     raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
+
+
+def add_stages(model: nn.Module, make_block, layers, widths, planes_in: int, size: int) -> tuple[int, int]:
+    """Give ``model`` its stages ``layer1, layer2, ...`` (listed in ``model.stage_names``).
+
+    Stage ``i`` has ``layers[i]`` blocks ``make_block(in_channels, width, stride)`` of width
+    ``widths[i]``; the first block of every stage after the first has stride 2. Returns the
+    output channels and spatial size after the last stage.
+    """
+    model.stage_names = []
+    for i, (count, width) in enumerate(zip(layers, widths)):
+        stride = 1 if i == 0 else 2
+        blocks = []
+        for j in range(count):
+            blocks.append(make_block(planes_in, width, stride if j == 0 else 1))
+            planes_in = blocks[-1].expansion * width
+        name = f"layer{i + 1}"
+        model.add_module(name, nn.Sequential(*blocks))
+        model.stage_names.append(name)
+        if stride != 1:
+            size = global_pool_size(size, (3, 2, 1))
+    return planes_in, size

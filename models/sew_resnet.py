@@ -39,7 +39,7 @@ from torch import nn
 
 from models.export import ExportError
 from models.layers import ConvBN, IFNode, Integrator
-from models.network import SpikingResNetBody, add_stem, global_pool_size
+from models.network import SpikingResNetBody, add_stages, add_stem
 
 CONNECTS = ("ADD", "AND", "IAND")
 
@@ -167,19 +167,8 @@ class SEWResNet(SpikingResNetBody):
         stem_width = stem_width or widths[0]
         size = add_stem(self, stem, in_channels, stem_width, size)
         self.sn1 = IFNode()
-        planes_in = stem_width
-        self.stage_names = []
-        for i, (count, width) in enumerate(zip(layers, widths)):
-            stride = 1 if i == 0 else 2
-            blocks = []
-            for j in range(count):
-                blocks.append(block_cls(planes_in, width, stride if j == 0 else 1, connect))
-                planes_in = width * block_cls.expansion
-            name = f"layer{i + 1}"
-            self.add_module(name, nn.Sequential(*blocks))
-            self.stage_names.append(name)
-            if i > 0:
-                size = global_pool_size(size, (3, 2, 1))
+        planes_in, size = add_stages(self, lambda cin, width, stride: block_cls(cin, width, stride, connect),
+                                     layers, widths, stem_width, size)
         self.avgpool = nn.AvgPool2d(size)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(planes_in, num_classes)

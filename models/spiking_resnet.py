@@ -24,7 +24,7 @@ from __future__ import annotations
 from torch import nn
 
 from models.layers import ConvBN, IFNode, Integrator
-from models.network import SpikingResNetBody, add_stem, global_pool_size
+from models.network import SpikingResNetBody, add_stages, add_stem
 from models.sew_resnet import LAYOUTS  # the same ImageNet layouts
 
 
@@ -95,19 +95,8 @@ def _build(self, block_cls, block: str, layers, widths, input_shape, num_classes
     act = block_cls.act_prefix
     size = add_stem(self, stem, in_channels, stem_width, size)
     self.add_module(f"{act}1", block_cls.make_act())
-    planes_in = stem_width
-    self.stage_names = []
-    for i, (count, width) in enumerate(zip(layers, widths)):
-        stride = 1 if i == 0 else 2
-        blocks = []
-        for j in range(count):
-            blocks.append(block_cls(planes_in, width, stride if j == 0 else 1, block == "bottleneck"))
-            planes_in = blocks[-1].expansion * width
-        name = f"layer{i + 1}"
-        self.add_module(name, nn.Sequential(*blocks))
-        self.stage_names.append(name)
-        if stride != 1:
-            size = global_pool_size(size, (3, 2, 1))
+    planes_in, size = add_stages(self, lambda cin, width, stride: block_cls(cin, width, stride, block == "bottleneck"),
+                                 layers, widths, stem_width, size)
     self.avgpool = nn.AvgPool2d(size)
     self.flatten = nn.Flatten()
     self.fc = nn.Linear(planes_in, num_classes)
