@@ -14,10 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import nir
 import numpy as np
 
-from snn2chip import chip, frontend, reference, shortcuts, simulator
+from snn2chip import chip, frontend, neurons, reference, shortcuts, simulator
 from snn2chip.chip import ChipNet
 from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
@@ -47,10 +46,6 @@ def totals(net: ChipNet) -> dict:
     }
 
 
-def _spiking(node) -> bool:
-    return isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF, nir.Threshold))
-
-
 def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None):
     """Float and chip outputs over ``steps`` aligned steps: per spiking population its spikes,
     and the class predictions of the first output.
@@ -61,10 +56,10 @@ def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float
     """
     depth = net.metadata["depth"]
     spiking = [p for p, pop in net.populations.items()
-               if pop.kind == "lif" and pop.source in graph.nodes and _spiking(graph.nodes[pop.source])]
+               if pop.kind == "lif" and pop.source in graph.nodes and neurons.spikes(graph.nodes[pop.source])]
     out = net.outputs[0]
     out_node = graph.nodes[net.populations[out].source]
-    integrating = net.populations[out].kind == "lif" and not _spiking(out_node)
+    integrating = net.populations[out].kind == "lif" and not neurons.spikes(out_node)
     record = [net.populations[p].source for p in spiking] + [net.populations[out].source]
     floats = reference.run(graph, x, steps, dt=dt, record=record)
     held = x if x.ndim == len(graph.out_shapes[graph.inputs[0]]) + 2 else np.repeat(x[:, None], steps, axis=1)

@@ -22,6 +22,7 @@ from nir.serialization import hdf2dict
 
 from snn2chip.errors import ModelError
 from snn2chip.graph import Edge, Graph, make_graph
+from snn2chip.neurons import RESETTING
 
 #: NIR node types this version of the nir package defines (and snn2chip supports).
 NIR_TYPES = tuple(
@@ -29,7 +30,6 @@ NIR_TYPES = tuple(
     for name in nir.ir.__all__
     if isinstance(cls := getattr(nir, name, None), type) and issubclass(cls, nir.NIRNode) and cls is not nir.NIRNode
 )
-SPIKING = (nir.IF, nir.LIF, nir.CubaLIF)
 RESETS = ("value", "subtract")
 TIME_CONSTANTS = ("tau", "tau_mem", "tau_syn")
 
@@ -174,7 +174,7 @@ def check_parameters(name: str, node: nir.NIRNode) -> None:
     reset = node.metadata.get("reset", "value") if isinstance(node.metadata, dict) else "value"
     if reset == "value":
         return
-    if not isinstance(node, SPIKING):
+    if not isinstance(node, RESETTING):
         raise ModelError(
             f"metadata reset='{reset}' is not supported on a {type(node).__name__} node: only IF, LIF and CubaLIF spike and reset",
             node=name,

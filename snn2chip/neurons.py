@@ -36,6 +36,13 @@ import numpy as np
 from snn2chip.errors import ModelError
 
 NEURONS = (nir.I, nir.IF, nir.LI, nir.LIF, nir.CubaLI, nir.CubaLIF)
+#: Neuron nodes that spike and reset.
+RESETTING = (nir.IF, nir.LIF, nir.CubaLIF)
+
+
+def spikes(node: nir.NIRNode) -> bool:
+    """Whether a node outputs spikes (a spiking neuron or a Threshold) rather than a value."""
+    return isinstance(node, (*RESETTING, nir.Threshold))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +95,7 @@ def discretise(node: nir.NIRNode, dt: float, name: str) -> NeuronParams:
     if isinstance(node, (nir.CubaLI, nir.CubaLIF)):
         lam_syn = _step_ratio(dt, node.tau_syn, "tau_syn", name)
         syn_decay, syn_gain = 1.0 - lam_syn, lam_syn * _f64(node.w_in)
-    spiking = isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF))
+    spiking = isinstance(node, RESETTING)
     return NeuronParams(
         decay=decay,
         lam_v_leak=lam_v_leak,

@@ -274,6 +274,60 @@ def _delay_line(src: str, lag: int, populations: dict, groups: list, depth: dict
     return previous
 
 
+def _bias_group(graph: Graph, node: str, pop: str, target: np.ndarray, alpha: float, depth: int, options: Options,
+                populations: dict, groups: list, entry: dict) -> None:
+    """The synapse group from the always-on neuron that gives ``pop`` its input bias (chip units
+    ``target``), delayed so that it starts with the population's first data."""
+    if BIAS in graph.nodes:
+        raise graph.error(f"the name '{BIAS}' is reserved for the compiler's always-on bias neuron", node=BIAS)
+    populations.setdefault(BIAS, Population(BIAS, "lif", (1,), source="(always-on bias neuron)", vth=0,
+                                            bias_mant=np.ones(1, dtype=np.int64)))
+    delay = depth - 1
+    if delay > loihi.MAX_DELAY:
+        raise graph.error(f"bias needs a {delay}-step delay at hop depth {depth}; the chip delays at most "
+                          f"{loihi.MAX_DELAY}", node=node)
+    name = f"{pop}<-bias"
+    ints, exp, recon = _quantize_weights(target, False, options.weight_bits, name, graph, node)
+    group = SynapseGroup(name, "dense", BIAS, pop, ints, exp, options.weight_bits,
+                         delays=np.full(ints.shape, delay) if delay else None, source="bias")
+    groups.append(group)
+    entry["groups"].append(_group_entry(group, exp, target, recon, alpha, delay=delay))
+
+
+def _population(graph: Graph, node: str, pop: str, shape, neuron: _Neuron, alpha: float, entry: dict) -> Population:
+    """The population's integer neuron parameters (decays, threshold, leak bias); errors into ``entry``."""
+    if neuron.relay:
+        entry.update(kind="relay", vth=0)
+        return Population(pop, "relay", shape, source=node, vth=0, payload_bits=24, scale=alpha)
+    chip_bias = 64 * alpha * neuron.leak_bias
+    mant, bias_exp, recon_bias = _bias(chip_bias)
+    du = 4095
+    if neuron.syn_decay is not None:
+        du = int(round(4096 * (1 - neuron.syn_decay))) - 1
+        entry["syn_decay_error"] = abs((4096 - du - 1) / 4096 - neuron.syn_decay)
+    dv = 4095 if neuron.memoryless else min(int(round(4096 * (1 - neuron.decay))), 4095)
+    entry["decay_error"] = abs((4096 - dv) / 4096 - neuron.decay)
+    vth = loihi.VTH_MAX
+    if neuron.theta is not None:
+        vth = math.floor(alpha * neuron.theta)
+        # v_chip/64 is an integer n when nothing decays and biases are multiples of 64; then
+        # n > alpha*theta <=> n > floor(alpha*theta) and the threshold is exact
+        exact = du == 4095 and (dv == 0 or neuron.memoryless) and not np.any(np.mod(recon_bias, 64))
+        entry["threshold"] = neuron.theta
+        entry["threshold_exact"] = bool(exact)
+        entry["threshold_error"] = 0.0 if exact or not neuron.theta else (alpha * neuron.theta - vth) / abs(alpha * neuron.theta)
+        if not 1 <= vth <= loihi.VTH_MAX:
+            raise graph.error(
+                f"threshold {neuron.theta:g} cannot be represented: the input range forces scale {alpha:g}, "
+                f"giving vth {vth} (needs 1..{loihi.VTH_MAX}); inputs per step would otherwise wrap u",
+                node=node,
+            )
+    entry.update(kind="lif", vth=vth, du=du, dv=dv, bias_exp=bias_exp,
+                 bias_rel_rms_error=_rel(recon_bias - chip_bias, chip_bias))
+    return Population(pop, "lif", shape, source=node, du=du, dv=dv, vth=vth, bias_mant=mant, bias_exp=bias_exp,
+                      scale=alpha)
+
+
 def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, dict]:
     """Lower and quantize ``graph``; return the chip network and the per-layer report."""
     dt, _ = reference.resolve_dt(graph, options.dt)
@@ -340,53 +394,9 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             groups.append(group)
             entry["groups"].append(_group_entry(group, exp, target, recon, unit, through=list(chain), recurrent=rec))
         if np.any(bias != 0):
-            if BIAS in graph.nodes:
-                raise graph.error(f"the name '{BIAS}' is reserved for the compiler's always-on bias neuron", node=BIAS)
-            populations.setdefault(BIAS, Population(BIAS, "lif", (1,), source="(always-on bias neuron)", vth=0,
-                                                    bias_mant=np.ones(1, dtype=np.int64)))
-            delay = depth[pop] - 1
-            if delay > loihi.MAX_DELAY:
-                raise graph.error(f"bias needs a {delay}-step delay at hop depth {depth[pop]}; the chip delays at most "
-                                  f"{loihi.MAX_DELAY}", node=node)
-            target = alpha * bias.reshape(-1, 1)
-            name = f"{pop}<-bias"
-            ints, exp, recon = _quantize_weights(target, False, options.weight_bits, name, graph, node)
-            group = SynapseGroup(name, "dense", BIAS, pop, ints, exp, options.weight_bits,
-                                 delays=np.full(ints.shape, delay) if delay else None, source="bias")
-            groups.append(group)
-            entry["groups"].append(_group_entry(group, exp, target, recon, alpha, delay=delay))
-        chip_bias = 64 * alpha * neuron.leak_bias
-        mant, bias_exp, recon_bias = _bias(chip_bias)
-        du, dv = 4095, 0
-        if neuron.syn_decay is not None:
-            du = int(round(4096 * (1 - neuron.syn_decay))) - 1
-            entry["syn_decay_error"] = abs((4096 - du - 1) / 4096 - neuron.syn_decay)
-        dv = 4095 if neuron.memoryless else min(int(round(4096 * (1 - neuron.decay))), 4095)
-        entry["decay_error"] = abs((4096 - dv) / 4096 - neuron.decay)
-        if neuron.theta is None:
-            relay = isinstance(graph.nodes[node], nir.Output) or shortcuts.is_relay(graph.nodes[node])
-            vth, kind = loihi.VTH_MAX, ("relay" if relay else "lif")
-        else:
-            vth, kind = math.floor(alpha * neuron.theta), "lif"
-            # v_chip/64 is an integer n when nothing decays and biases are multiples of 64; then
-            # n > alpha*theta <=> n > floor(alpha*theta) and the threshold is exact
-            exact = du == 4095 and (dv == 0 or neuron.memoryless) and not np.any(np.mod(recon_bias, 64))
-            entry["threshold"] = neuron.theta
-            entry["threshold_exact"] = bool(exact)
-            entry["threshold_error"] = 0.0 if exact or not neuron.theta else (alpha * neuron.theta - vth) / abs(alpha * neuron.theta)
-            if not 1 <= vth <= loihi.VTH_MAX:
-                raise graph.error(
-                    f"threshold {neuron.theta:g} cannot be represented: the input range forces scale {alpha:g}, "
-                    f"giving vth {vth} (needs 1..{loihi.VTH_MAX}); inputs per step would otherwise wrap u",
-                    node=node,
-                )
-        entry.update(kind=kind, vth=vth if kind == "lif" else 0, du=du, dv=dv, bias_exp=bias_exp,
-                     bias_rel_rms_error=_rel(recon_bias - chip_bias, chip_bias))
-        if kind == "relay":
-            populations[pop] = Population(pop, "relay", shape, source=node, vth=0, payload_bits=24, scale=alpha)
-        else:
-            populations[pop] = Population(pop, "lif", shape, source=node, du=du, dv=dv, vth=vth, bias_mant=mant,
-                                          bias_exp=bias_exp, scale=alpha)
+            _bias_group(graph, node, pop, alpha * bias.reshape(-1, 1), alpha, depth[pop], options, populations,
+                        groups, entry)
+        populations[pop] = _population(graph, node, pop, shape, neuron, alpha, entry)
         layers.append(entry)
     outputs = {}
     for name in graph.outputs:

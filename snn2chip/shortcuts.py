@@ -26,7 +26,7 @@ import nir
 import numpy as np
 
 from snn2chip.graph import Graph, make_graph
-from snn2chip.neurons import NEURONS
+from snn2chip.neurons import NEURONS, spikes
 
 RELAY_KEY = "snn2chip_relay"
 STRATEGIES = ("expand", "relay")
@@ -44,10 +44,6 @@ def is_relay(node: nir.NIRNode) -> bool:
     return isinstance(node, nir.Scale) and bool(node.metadata.get(RELAY_KEY))
 
 
-def _spiking(node: nir.NIRNode) -> bool:
-    return isinstance(node, (nir.IF, nir.LIF, nir.CubaLIF, nir.Threshold))
-
-
 def joins(graph: Graph) -> list[Join]:
     """Every join with its kind, in graph order."""
     result = []
@@ -57,7 +53,7 @@ def joins(graph: Graph) -> list[Join]:
             continue
         if isinstance(node, nir.Threshold):
             kind = "logic"
-        elif all(_spiking(graph.nodes[src]) for src in inputs):
+        elif all(spikes(graph.nodes[src]) for src in inputs):
             kind = "spike"
         else:
             kind = "stream"
