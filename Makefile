@@ -40,7 +40,7 @@ $(STAMP): requirements.lock pyproject.toml
 lock:
 	{ echo "# Exact versions for .venv (Python 3.10). Regenerate with 'make lock' after changing dependencies in pyproject.toml."; \
 	  echo "argparse==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("argparse"))')"; \
-	  $(BIN)/python -m pip freeze --all | grep -v -i -E '^(snn2chip|pip)[= ]'; } > requirements.lock
+	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -v -i -E '^(snn2chip|pip|pyflakes)[= ]'; } > requirements.lock
 
 # Model zoo (models/): `make zoo` retrains and re-exports everything in models/zoo/ from scratch
 # (deterministic; 5-7 minutes on 2 cores); `make scale` writes the random-weight scale graphs
