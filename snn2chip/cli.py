@@ -116,11 +116,7 @@ def _check_inputs(spec: str, net) -> np.ndarray:
 
 def _compile(args) -> int:
     from snn2chip import compiler
-    from snn2chip.quantize import Options
-
-    options = Options(dt=args.dt, input_scale=args.input_scale, input_bits=args.input_bits, steps=args.steps,
-                      strategy=args.strategy, align=not args.no_align)
-    graph, net, report = compiler.compile_file(args.model, args.target, options)
+    graph, net, report = compiler.compile_file(args.model, args.target, _options(args))
     if args.check:
         x = _check_inputs(args.check, net)
         report["fidelity"] = compiler.fidelity(graph, net, x, args.steps, dt=args.dt)
@@ -149,6 +145,31 @@ def _compile(args) -> int:
 def _not_implemented(args) -> int:
     print(f"snn2chip {args.command}: not implemented yet", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _add_compile_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that compiles (``compile``, ``verify``)."""
+    p.add_argument("--target", default="loihi2", help="target chip (default loihi2; the only one so far)")
+    p.add_argument("--dt", type=float, help="time step (default: graph metadata 'dt', else 1)")
+    p.add_argument("--input-bits", type=int, default=0, metavar="B",
+                   help="0 (default): inputs are binary spikes; else graded payloads of B bits")
+    p.add_argument("--input-scale", type=float, default=1.0, metavar="S",
+                   help="graded inputs: payload = round(x * S) (default 1)")
+    p.add_argument("--steps", type=int, default=100, metavar="T",
+                   help="time steps for --check, and the horizon that sizes integrating read-outs (default 100)")
+    p.add_argument("--strategy", choices=("expand", "relay", "auto"), default="auto",
+                   help="residual joins: expand (a synapse group per addend), relay (a graded relay carries the sum), "
+                        "auto (default: the one needing less weight memory)")
+    p.add_argument("--no-align", action="store_true",
+                   help="do not equalise path lengths into joins (only to measure what misalignment costs)")
+
+
+def _options(args):
+    """Compile :class:`~snn2chip.quantize.Options` from the parsed shared options."""
+    from snn2chip.quantize import Options
+
+    return Options(dt=args.dt, input_scale=args.input_scale, input_bits=args.input_bits, steps=args.steps,
+                   strategy=args.strategy, align=not args.no_align)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,20 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "IR) and BUILD/report.json (resources, per-layer quantization errors, pipeline "
                                    "depth). A failed compile leaves no BUILD folder behind.")
     p.add_argument("model", metavar="MODEL.nir", help="NIR file")
-    p.add_argument("--target", default="loihi2", help="target chip (default loihi2; the only one so far)")
     p.add_argument("-o", "--output", required=True, metavar="BUILD", help="output folder")
-    p.add_argument("--dt", type=float, help="time step (default: graph metadata 'dt', else 1)")
-    p.add_argument("--input-bits", type=int, default=0, metavar="B",
-                   help="0 (default): inputs are binary spikes; else graded payloads of B bits")
-    p.add_argument("--input-scale", type=float, default=1.0, metavar="S",
-                   help="graded inputs: payload = round(x * S) (default 1)")
-    p.add_argument("--steps", type=int, default=100, metavar="T",
-                   help="time steps for --check, and the horizon that sizes integrating read-outs (default 100)")
-    p.add_argument("--strategy", choices=("expand", "relay", "auto"), default="auto",
-                   help="residual joins: expand (a synapse group per addend), relay (a graded relay carries the sum), "
-                        "auto (default: the one needing less weight memory)")
-    p.add_argument("--no-align", action="store_true",
-                   help="do not equalise path lengths into joins (only to measure what misalignment costs)")
+    _add_compile_options(p)
     p.add_argument("--check", metavar="FILE|random:N",
                    help="measure float-vs-chip fidelity on these inputs (or N random spike trains) into report.json")
     p.set_defaults(func=_compile)
