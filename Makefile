@@ -1,6 +1,7 @@
 # snn2chip developer entry points.
-#   make demo   runs the main job on a bundled model: inspect and compile the SEW-ResNet ADD of
-#               the zoo for Loihi 2 (creates .venv first when needed)
+#   make demo   runs the main job on a bundled model: compile the SEW-ResNet ADD of the zoo for
+#               Loihi 2, then verify it (float vs chip on 100 digits, Lava on 2) (creates .venv first when needed)
+#   make golden rewrites the golden regression files tests/golden/*.npz (after an intended change)
 #   make test   runs the test suite (creates .venv first when needed); .ci/run calls this
 # .venv is built from Python 3.10 (Lava requires >=3.10,<3.11) and requirements.lock.
 
@@ -14,12 +15,21 @@ PYTEST_ARGS ?=
 PYTHON310 = $(shell for c in python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10.*/bin/python3.10 2>/dev/null | sort -rV); do \
 	  $$c -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { command -v $$c; break; }; done)
 
-.PHONY: demo test venv lock
+.PHONY: demo test venv lock golden
 
 # The digits image / 16 travels as a graded payload 0..16 (exact): --input-bits 6 --input-scale 16.
 demo: $(STAMP)
-	$(BIN)/snn2chip inspect $(DEMO_MODEL)
 	$(BIN)/snn2chip compile $(DEMO_MODEL) -o build/demo --input-bits 6 --input-scale 16 --steps 4
+	$(BIN)/snn2chip verify $(DEMO_MODEL) --target loihi2 --data digits --samples 100 --lava-samples 2 -o build/demo-verify
+
+# Golden files: the simulator's outputs on the first 20 digits test images per zoo model,
+# checked by tests/test_verify.py; regenerate after a change that is meant to alter compiled outputs.
+GOLDEN_MODELS ?= sew_add sew_and sew_iand ms_resnet spiking_resnet
+
+golden: $(STAMP)
+	@for m in $(GOLDEN_MODELS); do \
+	  $(BIN)/snn2chip verify models/zoo/$$m.nir --data digits --samples 20 --golden tests/golden/$$m.npz --update-golden || exit 1; \
+	done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

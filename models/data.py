@@ -4,7 +4,9 @@ scikit-learn's ``load_digits`` (1,797 grey images of 8x8 pixels, values 0..16, 1
 ships with scikit-learn, so nothing is downloaded) split once with
 ``train_test_split(test_size=0.25, random_state=0, stratify=y)``: 1,347 training and 450 test
 images. Images are scaled to [0, 1] (divided by 16) and shaped ``(1, 8, 8)`` (one channel);
-the networks receive them as a constant input current at every time step.
+the networks receive them as a constant input current at every time step. The split itself is
+defined in :mod:`snn2chip.data` (``snn2chip verify --data digits`` uses it); this module adds
+what only the zoo needs.
 
 Calibration data (the ANN->SNN conversion's activation statistics) come from the training
 images only: :func:`calibration_images`.
@@ -12,30 +14,16 @@ images only: :func:`calibration_images`.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-INPUT_SHAPE = (1, 8, 8)
-NUM_CLASSES = 10
-TEST_SIZE = 0.25
-SPLIT_SEED = 0
+from snn2chip.data import DIGITS_CLASSES as NUM_CLASSES
+from snn2chip.data import DIGITS_SHAPE as INPUT_SHAPE
+from snn2chip.data import DIGITS_SPLIT_SEED as SPLIT_SEED
+from snn2chip.data import DIGITS_TEST_SIZE as TEST_SIZE
+from snn2chip.data import digits_split as _split
 
-
-@functools.lru_cache(maxsize=None)
-def _split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = (digits.images.astype(np.float32) / np.float32(16.0)).reshape(-1, *INPUT_SHAPE)
-    y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=y
-    )
-    for a in (x_train, x_test, y_train, y_test):
-        a.setflags(write=False)
-    return x_train, y_train, x_test, y_test
+__all__ = ["INPUT_SHAPE", "NUM_CLASSES", "SPLIT_SEED", "TEST_SIZE", "train_set", "test_set", "split_digest",
+           "calibration_images"]
 
 
 def train_set() -> tuple[np.ndarray, np.ndarray]:

@@ -27,12 +27,16 @@ import numpy as np
 from snn2chip.errors import ModelError
 
 FORMAT = "snn2chip-chip-ir"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: LIF reset by subtraction (``reset``, ``vsub``); version 1 files still load
 
 #: Population kinds. ``input``: values injected from outside (spikes, or graded payloads);
 #: ``lif``: Loihi's CUBA leaky integrate-and-fire neuron; ``relay``: forwards its summed input
-#: as a graded spike when ``|input| > vth`` (Lava ``GradedVec``).
+#: as a graded spike when ``|input| > vth`` (Lava ``GradedVec``). A ``lif`` resets v to 0 after a
+#: spike (Loihi's stock neuron) or, with ``reset="subtract"``, subtracts ``vsub << 6`` (the
+#: neuron of ANN-converted networks: a Loihi 2 microcode neuron,
+#: :mod:`snn2chip.lava_neurons.subtractive`).
 KINDS = ("input", "lif", "relay")
+RESETS = ("zero", "subtract")
 GROUP_KINDS = ("dense", "sparse", "conv")
 
 
@@ -44,6 +48,7 @@ class Population:
     spikes). For ``input``, ``input_scale`` maps user values to payloads: ``round(x * scale)``.
     ``bias_mant`` has the population's shape. ``scale`` is the chip units per float unit of the
     membrane (``v_chip = 64 * scale * v_float`` for mapped NIR neurons), kept for decoding.
+    ``reset`` 'zero' or 'subtract' (then a spike removes ``vsub << 6`` from v).
     """
 
     name: str
@@ -58,6 +63,8 @@ class Population:
     payload_bits: int = 0
     input_scale: float = 1.0
     scale: float = 1.0
+    reset: str = "zero"
+    vsub: int = 0
 
     @property
     def size(self) -> int:
@@ -120,6 +127,9 @@ class ChipNet:
         for name, pop in self.populations.items():
             if pop.kind not in KINDS:
                 raise ModelError(f"population kind '{pop.kind}' is not one of {', '.join(KINDS)}", node=name)
+            if pop.reset not in RESETS or (pop.vsub > 0) != (pop.reset == "subtract") or (pop.vsub and pop.kind != "lif"):
+                raise ModelError(f"reset '{pop.reset}' (vsub {pop.vsub}) is not 'zero', or 'subtract' on a lif "
+                                 "with vsub > 0", node=name)
             if pop.bias_mant is not None and np.shape(pop.bias_mant) != pop.shape:
                 raise ModelError(f"bias_mant shape {np.shape(pop.bias_mant)} is not the population shape {pop.shape}", node=name)
         for g in self.groups:

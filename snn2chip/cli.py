@@ -142,6 +142,71 @@ def _compile(args) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    from snn2chip import compiler, data, frontend, verify
+
+    if args.update_golden and not args.golden:
+        raise ModelError("--update-golden needs --golden FILE (the file to write)")
+    graph = frontend.load(args.model)
+    if len(graph.inputs) != 1:
+        raise ModelError(f"verify feeds one input ('x'); the model has {len(graph.inputs)}", file=args.model)
+    dataset = data.load(args.data, graph.out_shapes[graph.inputs[0]])
+    samples = len(dataset.x) if args.samples is None else args.samples
+    if not 0 < samples <= len(dataset.x) or not 0 <= args.lava_samples <= samples:
+        raise ModelError(f"--samples {samples} and --lava-samples {args.lava_samples} must satisfy "
+                         f"0 <= lava-samples <= samples <= {len(dataset.x)} (the data's samples), samples > 0")
+    dataset = dataset.head(samples)
+    setup = verify.settings(args.model, graph, dataset, args.data, args.steps, args.input_bits, args.input_scale)
+    options = _options(argparse.Namespace(**{**vars(args), "steps": setup.steps, "input_bits": setup.input_bits,
+                                             "input_scale": setup.input_scale}))
+    graph, net, compiled = compiler.compile_file(args.model, args.target, options)
+    result = verify.run(graph, net, dataset, setup, target=args.target, dt=args.dt, lava_samples=args.lava_samples,
+                        show_progress=sys.stderr.isatty())
+    report = {**result.report, "target": args.target, "strategy": compiled["strategy"],
+              "compile": {k: compiled[k] for k in ("populations", "neurons", "synapses", "weight_memory_bytes")}}
+    if args.golden:
+        meta = verify.golden_meta(args.model, args.target, options, result)
+        if args.update_golden:
+            _write_atomic(Path(args.golden), verify.golden_arrays(meta, result))
+            report["golden"] = {"file": args.golden, "status": "written",
+                                "detail": f"wrote {args.golden} ({samples} samples)"}
+        else:
+            diff = verify.check_golden(args.golden, meta, result)
+            report["golden"] = {"file": args.golden, "status": "mismatch" if diff else "match",
+                                "detail": diff or f"outputs equal {args.golden}"}
+    report["checks"] = verify.checks(report, args.min_agreement)
+    report["passed"] = all(c["passed"] for c in report["checks"])
+    if args.output:
+        verify.write_dir(args.output, report, result)
+    print(json.dumps(report) if args.json else verify.format_report(report))
+    if not report["passed"]:
+        failed = "; ".join(c["detail"] for c in report["checks"] if not c["passed"])
+        print(f"snn2chip verify: failed: {failed}", file=sys.stderr)
+        return EXIT_MODEL_ERROR
+    return 0
+
+
+def _convert(args) -> int:
+    from snn2chip import convert
+
+    samples = convert.calibrate.load_samples(args.calib)
+    result = convert.convert(args.model, samples, percentile=args.percentile, compensation=args.compensation,
+                             shortcut_norm=not args.no_shortcut_norm, time_steps=args.steps, samples_file=args.calib)
+    check = convert.agreement(result, args.model, samples, args.steps)[0] if args.steps is not None else None
+    convert.write(result.graph, args.output)
+    neurons = sum(int(np.prod(np.shape(node.v_threshold))) for node in result.graph.nodes.values() if hasattr(node, "v_threshold"))
+    print(f"{args.model} -> {args.output} (S-ResNet conversion: percentile {args.percentile:g} on {result.report['samples']} "
+          f"calibration samples, compensation {args.compensation:g}, shortcut normalisation "
+          f"{'off' if args.no_shortcut_norm else 'on'})")
+    print(f"  {len(result.graph.nodes)} NIR nodes, {neurons:,} IF neurons (threshold 1, reset by subtraction)")
+    for layer in result.report["layers"]:
+        print(f"  {convert.describe(layer)}")
+    if check is not None:
+        print(f"  check: float reference, {args.steps} steps, on the calibration samples: prediction equals the ANN's "
+              f"on {100 * check:.1f}%")
+    return 0
+
+
 def _not_implemented(args) -> int:
     print(f"snn2chip {args.command}: not implemented yet", file=sys.stderr)
     return EXIT_USAGE
@@ -162,14 +227,26 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
                         "auto (default: the one needing less weight memory)")
     p.add_argument("--no-align", action="store_true",
                    help="do not equalise path lengths into joins (only to measure what misalignment costs)")
+    p.add_argument("--calib", metavar="FILE",
+                   help="calibration inputs (.npy, or .npz with 'x'; e.g. training samples): biases are corrected "
+                        "by the mean input error that weight rounding causes on them (default: no correction)")
+    p.add_argument("--no-split-signs", action="store_true",
+                   help="keep mixed-sign weights in one group (7-bit magnitudes) instead of an excitatory and an "
+                        "inhibitory group (8-bit magnitudes each)")
 
 
 def _options(args):
     """Compile :class:`~snn2chip.quantize.Options` from the parsed shared options."""
     from snn2chip.quantize import Options
 
+    calibration = None
+    if args.calib:
+        calibration = _read_inputs(args.calib, [])
+        if not isinstance(calibration, np.ndarray):
+            raise ModelError("calibration data must be one array 'x'", file=args.calib)
     return Options(dt=args.dt, input_scale=args.input_scale, input_bits=args.input_bits, steps=args.steps,
-                   strategy=args.strategy, align=not args.no_align)
+                   strategy=args.strategy, align=not args.no_align, split_signs=not args.no_split_signs,
+                   calibration=calibration)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,21 +303,66 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure float-vs-chip fidelity on these inputs (or N random spike trains) into report.json")
     p.set_defaults(func=_compile)
 
-    p = sub.add_parser("verify", help="compare float reference, chip simulator and Lava (not implemented yet)",
-                       description="Compile MODEL.nir and compare the float reference, the bit-accurate simulator and "
-                                   "Lava on data. Not implemented yet: exits with code 2.")
+    p = sub.add_parser("verify", help="compile, then compare float reference, chip simulator, Lava and a golden file",
+                       description="Compile MODEL.nir as 'compile' does, then run the float reference and the "
+                                   "bit-accurate simulator on the data (and Lava on the first samples) and report "
+                                   "accuracies, prediction agreement, per-layer firing rates, spikes per neuron, "
+                                   "synaptic operations and an energy estimate per inference, latency in steps, and "
+                                   "whether Lava matched the simulator bit for bit. Defaults when not given: --steps "
+                                   "from the data's time axis, else the model's metadata 'time_steps', else zoo.json "
+                                   "beside the model, else 100; --input-bits/--input-scale 6/16 for --data digits "
+                                   "(image/16 as exact payloads 0..16), else 0/1 (binary spikes). What was used is "
+                                   "printed.",
+                       epilog="Exit codes: 0 every requested check passed (agreement >= --min-agreement; Lava bit-exact "
+                              "when --lava-samples > 0; golden match when --golden is given without --update-golden); "
+                              "1 a check failed (one line on stderr says which) or a problem with the model or data; "
+                              "2 usage error.")
     p.add_argument("model", metavar="MODEL.nir", help="NIR file")
-    p.add_argument("--target", default="loihi2", help="target name or TOML file (default loihi2)")
-    p.add_argument("--data", metavar="digits|FILE.npz", help="input data")
-    p.set_defaults(func=_not_implemented)
+    _add_compile_options(p)
+    p.set_defaults(steps=None, input_bits=None, input_scale=None)  # resolved by snn2chip.verify.settings
+    p.add_argument("--data", required=True, metavar="digits|FILE.npz",
+                   help="'digits': the bundled scikit-learn digits test split (450 images, labels); or an .npz with "
+                        "'x' (samples, *input shape) held constant, or (samples, steps, *input shape), and optional "
+                        "integer labels 'y' (samples,)")
+    p.add_argument("--samples", type=int, metavar="N", help="use the first N samples (default: all)")
+    p.add_argument("--lava-samples", type=int, default=0, metavar="M",
+                   help="also run the first M samples in Lava and require bit-exact equality with the simulator "
+                        "(default 0; Lava takes seconds per sample)")
+    p.add_argument("--min-agreement", type=float, default=0.95, metavar="A",
+                   help="fail unless float and chip predictions agree on at least this fraction of samples (default 0.95)")
+    p.add_argument("--golden", metavar="REF.npz",
+                   help="compare the simulator's outputs with this reference file; fail with a diff summary if they differ")
+    p.add_argument("--update-golden", action="store_true", help="write the --golden file from this run instead")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="write report.json, rates.png (per-layer rates float vs chip), raster.png (one sample on chip)")
+    p.set_defaults(func=_verify)
 
-    p = sub.add_parser("convert", help="convert a trained ReLU ANN (ONNX) to a spiking NIR model (not implemented yet)",
-                       description="Convert ANN.onnx to an IF spiking network in NIR by the S-ResNet method. "
-                                   "Not implemented yet: exits with code 2.")
-    p.add_argument("model", metavar="ANN.onnx", help="ONNX file of a ReLU network")
-    p.add_argument("--calib", metavar="SAMPLES.npy", help="calibration inputs")
-    p.add_argument("-o", "--output", metavar="SNN.nir", help="output NIR file")
-    p.set_defaults(func=_not_implemented)
+    p = sub.add_parser("convert", help="convert a trained ReLU ANN (ONNX) to a spiking NIR model (S-ResNet method)",
+                       description="Convert ANN.onnx to an IF spiking network in NIR by the S-ResNet method (Hu, Tang, "
+                                   "Pan, TNNLS 2021): batch norm folded; per layer lambda = a percentile of its "
+                                   "activations on the calibration samples (onnxruntime); IF neurons with threshold 1 "
+                                   "and reset by subtraction (metadata reset='subtract'); weights W*lambda_prev/lambda, "
+                                   "biases b/lambda, identity shortcuts through Scale(lambda_in/lambda_out); max pooling "
+                                   "by IF neurons; an I read-out integrates the logits (prediction: its argmax at the "
+                                   "last step). Inputs are the data held as a constant current. Supported ONNX "
+                                   "operators: Conv, BatchNormalization, Relu, Add, Gemm, MatMul, Flatten, Reshape "
+                                   "(to a vector), AveragePool, GlobalAveragePool, MaxPool, Identity, Dropout, Constant.")
+    p.add_argument("model", metavar="ANN.onnx", help="ONNX file of a ReLU network (one input, one output)")
+    p.add_argument("--calib", required=True, metavar="SAMPLES.npy",
+                   help="calibration inputs (samples, *input shape): .npy, or .npz with 'x' (e.g. 64 training samples)")
+    p.add_argument("-o", "--output", required=True, metavar="SNN.nir", help="output NIR file (written completely or not at all)")
+    p.add_argument("--percentile", type=float, default=99.9, metavar="P",
+                   help="lambda of a layer = the P-th percentile of its activations (default 99.9; 100 = the maximum)")
+    p.add_argument("--steps", type=int, metavar="T",
+                   help="also run the converted net in the float reference for T steps on the calibration samples and "
+                        "print how often it predicts what the ANN predicts; T is stored as metadata 'time_steps'")
+    p.add_argument("--compensation", type=float, default=1.0, metavar="C",
+                   help="compensation factor: every normalised weight and shortcut scale times C, offsetting the rate "
+                        "undershoot of IF neurons (the S-ResNet authors' mechanism; default 1 = off; e.g. 1.05)")
+    p.add_argument("--no-shortcut-norm", action="store_true",
+                   help="identity shortcuts carry unscaled spikes (no Scale(lambda_in/lambda_out)): the naive conversion")
+    p.set_defaults(func=_convert)
 
     p = sub.add_parser("targets", help="list the known target chips and systems (not implemented yet)",
                        description="List target chips and systems with their resources. Not implemented yet: "

@@ -31,9 +31,9 @@ def totals(net: ChipNet) -> dict:
     stored = sum(int(np.count_nonzero(g.weights)) for g in net.groups)
     connections = 0
     for g in net.groups:
-        if g.kind == "conv":
+        if g.kind == "conv":  # per output position, the channel's non-zero kernel entries (padding ignored)
             dst = net.populations[g.dst]
-            connections += dst.size * int(np.prod(g.weights.shape[1:]))
+            connections += dst.size // dst.shape[0] * int(np.count_nonzero(g.weights))
         else:
             connections += int(np.count_nonzero(g.weights))
     return {
@@ -44,6 +44,33 @@ def totals(net: ChipNet) -> dict:
         "connections": connections,
         "weight_memory_bytes": sum(int(np.count_nonzero(g.weights)) * g.num_weight_bits // 8 for g in net.groups),
     }
+
+
+def chip_inputs(net: ChipNet, x: np.ndarray, steps: int) -> np.ndarray:
+    """Inputs ``(samples, steps + D, *shape)`` for the chip: ``x`` (``(samples, *shape)`` held for
+    ``steps`` steps, or ``(samples, steps, *shape)``) followed by ``D = net.pipeline_depth`` zero
+    steps, so that the outputs of the last float step leave the chip."""
+    shape = net.populations[net.inputs[0]].shape
+    held = x if x.ndim == len(shape) + 2 else np.repeat(x[:, None], steps, axis=1)
+    return np.concatenate([held, np.zeros((held.shape[0], net.pipeline_depth, *held.shape[2:]), held.dtype)], axis=1)
+
+
+def readout(graph: Graph, net: ChipNet) -> tuple[str, str]:
+    """The first output population and the chip record its prediction reads: ``NAME.v`` (the
+    probed membrane) for integrating neurons (I, LI, CubaLI), else ``NAME`` (spikes or payloads)."""
+    out = net.outputs[0]
+    integrating = net.populations[out].kind == "lif" and not neurons.spikes(graph.nodes[net.populations[out].source])
+    return out, f"{out}.v" if integrating else out
+
+
+def chip_prediction(net: ChipNet, key: str, values: np.ndarray, steps: int) -> np.ndarray:
+    """Class per sample from the chip record ``values`` ``(samples, steps + D, *shape)`` named
+    ``key`` (see :func:`readout`): over the output's ``steps`` aligned steps, the largest membrane
+    at the last step (``NAME.v``), else the largest sum over time."""
+    out = key.removesuffix(".v")
+    start = net.metadata["depth"][out]
+    window = values[:, start : start + steps].reshape(values.shape[0], steps, -1)
+    return (window[:, -1] if key != out else window.sum(1)).argmax(1)
 
 
 def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None):
@@ -57,24 +84,15 @@ def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float
     depth = net.metadata["depth"]
     spiking = [p for p, pop in net.populations.items()
                if pop.kind == "lif" and pop.source in graph.nodes and neurons.spikes(graph.nodes[pop.source])]
-    out = net.outputs[0]
-    out_node = graph.nodes[net.populations[out].source]
-    integrating = net.populations[out].kind == "lif" and not neurons.spikes(out_node)
+    out, key = readout(graph, net)
+    integrating = key != out
     record = [net.populations[p].source for p in spiking] + [net.populations[out].source]
     floats = reference.run(graph, x, steps, dt=dt, record=record)
-    held = x if x.ndim == len(graph.out_shapes[graph.inputs[0]]) + 2 else np.repeat(x[:, None], steps, axis=1)
-    padded = np.concatenate([held, np.zeros((held.shape[0], net.pipeline_depth, *held.shape[2:]), held.dtype)], axis=1)
-    chips = simulator.simulate(net, padded, record=spiking + ([] if integrating else [out]),
+    chips = simulator.simulate(net, chip_inputs(net, x, steps), record=spiking + ([] if integrating else [out]),
                                probe=[out] if integrating else [])
-    window = slice(depth[out], depth[out] + steps)
-    samples = x.shape[0]
-    float_out = floats[net.populations[out].source].reshape(samples, steps, -1)
-    if integrating:
-        float_pred = float_out[:, -1].argmax(1)
-        chip_pred = chips[f"{out}.v"][:, window].reshape(samples, steps, -1)[:, -1].argmax(1)
-    else:
-        float_pred = float_out.sum(1).argmax(1)
-        chip_pred = chips[out][:, window].reshape(samples, steps, -1).sum(1).argmax(1)
+    float_out = floats[net.populations[out].source].reshape(x.shape[0], steps, -1)
+    float_pred = (float_out[:, -1] if integrating else float_out.sum(1)).argmax(1)
+    chip_pred = chip_prediction(net, key, chips[key], steps)
     float_spikes = {p: floats[net.populations[p].source] for p in spiking}
     chip_spikes = {p: chips[p][:, depth[p] : depth[p] + steps] for p in spiking}
     return float_spikes, chip_spikes, float_pred, chip_pred

@@ -2,7 +2,8 @@
 ``Loihi2SimCfg(select_tag="fixed_pt")``, one sample at a time.
 
 Input populations become ``io.source.RingBuffer``s, LIF populations ``LIF`` (bit-accurate
-model), relays ``GradedVec``, synapse groups ``Dense``/``DelayDense``/``Sparse``/``Conv``.
+model) or, with reset by subtraction, :class:`~snn2chip.lava_neurons.subtractive.SubtractiveLIF`,
+relays ``GradedVec``, synapse groups ``Dense``/``DelayDense``/``Sparse``/``Conv``.
 Outputs are recorded with ``io.sink.RingBuffer``, u and v with ``Monitor``. Results have the
 simulator's layout, so the two compare with ``==``.
 
@@ -59,6 +60,8 @@ def _build(net: ChipNet, sample: dict[str, np.ndarray], steps: int, record, prob
     from lava.proc.sparse.process import Sparse
     from scipy.sparse import csr_matrix
 
+    from snn2chip.lava_neurons.subtractive import SubtractiveLIF
+
     procs = {}
     for name, pop in net.populations.items():
         nd, shape = len(pop.shape), lava_shape(pop.shape)
@@ -69,8 +72,9 @@ def _build(net: ChipNet, sample: dict[str, np.ndarray], steps: int, record, prob
             procs[name] = GradedVec(shape=shape, vth=pop.vth)
         else:
             bias = np.zeros(pop.shape, dtype=np.int32) if pop.bias_mant is None else pop.bias_mant
-            procs[name] = LIF(shape=shape, du=pop.du, dv=pop.dv, vth=pop.vth,
-                              bias_mant=to_lava(np.asarray(bias, dtype=np.int32), nd), bias_exp=pop.bias_exp)
+            params = dict(shape=shape, du=pop.du, dv=pop.dv, vth=pop.vth,
+                          bias_mant=to_lava(np.asarray(bias, dtype=np.int32), nd), bias_exp=pop.bias_exp)
+            procs[name] = SubtractiveLIF(vsub=pop.vsub, **params) if pop.reset == "subtract" else LIF(**params)
     for g in net.groups:
         src, dst = net.populations[g.src], net.populations[g.dst]
         bits = src.payload_bits

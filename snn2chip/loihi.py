@@ -83,14 +83,14 @@ def effective_weights(weights: np.ndarray, num_weight_bits: int = WEIGHT_BITS) -
     return sign * ((w >> drop) << drop)
 
 
-def lif_step(u, v, a_in, du: int, dv: int, bias: torch.Tensor | None, vth: int):
+def lif_step(u, v, a_in, du: int, dv: int, bias: torch.Tensor | None, vth: int, vsub: int = 0):
     """One step of Lava's bit-accurate CUBA LIF on int32 tensors: returns ``(u, v, spikes)``.
 
     ``u <- trunc0(u*(4096-(du+1))/4096) + (a_in << 6)``, wrapped once at +-2**23 (2**23 itself
     stays); ``v <- clip(trunc0(v*(4096-dv)/4096) + u + bias, +-(2**23-1))``; spike where
-    ``v > vth << 6`` (strict), then v <- 0; ``u`` is not reset. As in Lava, state and sums are
-    int32 (wrapping on overflow) and only the decay products are computed in int64. ``bias``
-    None means no bias.
+    ``v > vth << 6`` (strict), then v <- 0, or v <- v - (vsub << 6) when ``vsub`` > 0 (reset by
+    subtraction); ``u`` is not reset. As in Lava, state and sums are int32 (wrapping on
+    overflow) and only the decay products are computed in int64. ``bias`` None means no bias.
     """
     current = a_in << ACT_SHIFT
     if du != 4095:
@@ -105,6 +105,8 @@ def lif_step(u, v, a_in, du: int, dv: int, bias: torch.Tensor | None, vth: int):
         v = v + bias
     v = torch.clamp(v, -MAX_UV + 1, MAX_UV - 1)
     spikes = v > (vth << ACT_SHIFT)
+    if vsub:
+        return u, torch.where(spikes, v - (vsub << ACT_SHIFT), v), spikes
     return u, v.masked_fill(spikes, 0), spikes
 
 

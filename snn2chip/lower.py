@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from snn2chip import neurons, reference, shapes, shortcuts
-from snn2chip.graph import Graph
+from snn2chip.graph import Graph, make_graph
 
 STATELESS = (nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten)
 MAX_DENSE = 2**25  # entries of a dense float matrix built by push-through
@@ -166,6 +166,35 @@ def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatG
     return FloatGroup(src, dst, "conv", weights, chain, stride, padding, dilation, groups)
 
 
+def relay_conv_chains(graph: Graph) -> Graph:
+    """A relay after every Conv2d whose output reaches another Conv2d through stateless nodes
+    only, when that output is too large for the composed map to be lowered as a dense matrix
+    (``size**2 > MAX_DENSE``): a chain of convolutions is not one convolution at the borders
+    (zero padding between them), so a graded relay (:func:`shortcuts.is_relay`) carries each
+    conv's output exactly, and each hop stays a convolution. Smaller chains are left to
+    :func:`lower_path`. The float meaning is unchanged (relays are identity Scales)."""
+
+    memo: dict[str, bool] = {}
+
+    def feeds_conv(name: str) -> bool:
+        if name not in memo:
+            nexts = [s for s in graph.successors(name) if (name, s) not in graph.recurrent]
+            memo[name] = any(isinstance(graph.nodes[s], nir.Conv2d) or (isinstance(graph.nodes[s], STATELESS) and
+                             not shortcuts.is_relay(graph.nodes[s]) and feeds_conv(s)) for s in nexts)
+        return memo[name]
+
+    chained = [n for n, node in graph.nodes.items() if isinstance(node, nir.Conv2d)
+               and int(np.prod(graph.out_shapes[n])) ** 2 > MAX_DENSE and feeds_conv(n)]
+    if not chained:
+        return graph
+    nodes, edges = dict(graph.nodes), list(graph.edges)
+    for name in chained:
+        relay = f"{name}.relay"
+        nodes[relay] = nir.Scale(scale=np.ones(graph.out_shapes[name]), metadata={shortcuts.RELAY_KEY: True})
+        edges = [(relay, b) if a == name else (a, b) for a, b in edges] + [(name, relay)]
+    return make_graph(nodes, edges, graph.metadata, graph.source)
+
+
 def lower_path(graph: Graph, pops: dict[str, str], src: str, dst: str, chain: tuple[str, ...]) -> FloatGroup:
     """One chain of stateless nodes from population ``src`` to ``dst`` as a float synapse map."""
     src_shape = graph.out_shapes[pops[src]]
@@ -204,3 +233,16 @@ def population_bias(graph: Graph, pops: dict[str, str], pop: str) -> np.ndarray:
     target = pops[pop]
     inputs = [value(p) for p in graph.predecessors(target)]
     return sum(inputs, torch.zeros((1, *graph.in_shapes[target]), dtype=torch.float64))[0].numpy()
+
+
+def apply_map(fg: FloatGroup, weights: np.ndarray, x: np.ndarray, src_shape: tuple[int, ...]) -> np.ndarray:
+    """The map of ``fg`` with ``weights`` (same layout as ``fg.weights``) applied to one flat
+    source output ``x``; returns the flat destination input (float64)."""
+    if fg.kind == "diag":
+        return weights * x
+    if fg.kind == "dense":
+        return weights @ x
+    out = torch.nn.functional.conv2d(torch.from_numpy(np.asarray(x, np.float64).reshape(1, *src_shape)),
+                                     torch.from_numpy(np.asarray(weights, np.float64)), stride=fg.stride,
+                                     padding=fg.padding, dilation=fg.dilation, groups=fg.groups)
+    return out.reshape(-1).numpy()

@@ -5,15 +5,17 @@ units: ``v_chip = 64 * alpha * v``, so a synaptic input of float value ``x`` arr
 ``a_in = alpha * c * x`` with ``c`` the neuron's input gain (``dt*r`` or ``dt/tau*r``, times
 ``dt/tau_syn*w_in`` with a synaptic current). ``alpha`` is the largest power of two that keeps
 the per-step input below 2**17 (u never wraps), the membrane before a spike below 2**17
-(v never clips upwards), integrating read-outs within range for ``steps`` steps, and the
+(v never clips upwards; with reset by subtraction, an input above the threshold accumulates
+over ``steps`` steps), integrating read-outs within range for ``steps`` steps, and the
 threshold within 17 bits. Thresholds become ``vth = floor(alpha * theta)``: exact, for ``>`` and
 for the ``>=`` that exporters encode as ``> nextafter(theta, -inf)``, whenever v stays a multiple
 of 64 (no leak, biases multiples of 64), because then ``v_chip/64`` is an integer.
 
 Each synapse group gets its own exponent ``e`` so that its largest weight uses the full 8-bit
-mantissa: ``weights = round(alpha*c*W / 2**e)`` (even values for mixed signs, as Lava drops
-their LSB). Conv groups keep ``e >= 0`` and store the effective kernel (Lava's CPU Conv has no
-exponent). Decays become ``dv = 4096*dt/tau`` and ``du = 4096*dt/tau_syn - 1`` (``du = 4095``
+mantissa: ``weights = round(alpha*c*W / 2**e)``. Mixed-sign weights are split by default into an
+excitatory and an inhibitory group, each with 8-bit magnitudes; unsplit, they keep even values
+only, as Lava drops the LSB of mixed-sign weights. Conv groups keep ``e >= 0`` and store the
+effective kernel (Lava's CPU Conv has no exponent). Decays become ``dv = 4096*dt/tau`` and ``du = 4096*dt/tau_syn - 1`` (``du = 4095``
 without synaptic current); ``v_leak`` becomes ``bias_mant << bias_exp``.
 
 Input biases (Affine/Conv biases) enter where NIR puts them, through the synaptic input: an
@@ -22,6 +24,12 @@ synapse group delayed by ``D - 1`` steps, so that a population at hop depth D re
 from chip step D on, when its first data arrive (float step 0). Biases carried by a recurrent
 edge therefore start one step early (the float reference gives them from step 1), and depths
 beyond the 63-step delay limit are rejected.
+
+Bias correction (with calibration inputs): rounding changes a population's mean input by
+``sum_groups (W_chip - W) @ m``, ``m`` the source's mean output per step measured in the float
+model on the calibration inputs; that amount is subtracted through the bias (Nagel et al.,
+"Data-Free Quantization Through Weight Equalization and Bias Correction", ICCV 2019, §4.2, with
+measured instead of modelled input means).
 
 Latency alignment: a population's hop depth D is one more than its deepest forward source; a
 source reached in fewer hops is read through a delay line (one-hop copies of it, shared by all
@@ -36,6 +44,7 @@ import math
 
 import nir
 import numpy as np
+import torch
 
 from snn2chip import loihi, lower, neurons, reference, shortcuts
 from snn2chip.chip import ChipNet, Population, SynapseGroup
@@ -56,7 +65,10 @@ class Options:
     width, ``round(x * input_scale)``. ``steps``: horizon for the range of integrating read-outs.
     ``align``: equalise the hop counts of paths into a population (switch off only to measure
     what misalignment costs). ``strategy``: how residual joins reach the chip
-    (:mod:`snn2chip.shortcuts`)."""
+    (:mod:`snn2chip.shortcuts`). ``split_signs``: mixed-sign weights become an excitatory and an
+    inhibitory group (8-bit magnitudes) instead of one mixed group (7 bits and a sign).
+    ``calibration``: inputs (samples, *input shape), held for ``steps`` steps, on which the float
+    model's mean source outputs are measured for bias correction (module docstring)."""
 
     dt: float | None = None
     input_scale: float = 1.0
@@ -65,6 +77,8 @@ class Options:
     weight_bits: int = 8
     align: bool = True
     strategy: str = "expand"
+    split_signs: bool = True
+    calibration: np.ndarray | None = None
 
 
 def _uniform(values, what: str, graph: Graph, node: str) -> float:
@@ -84,6 +98,7 @@ class _Neuron:
     theta: float | None  # threshold, None if not spiking
     leak_bias: np.ndarray  # dt/tau * v_leak per neuron
     memoryless: bool = False  # a Threshold node: du = dv = 4095 and |a_in| < 64, so nothing carries over
+    subtract: bool = False  # reset by subtraction of theta
     relay: bool = False  # a graded relay: out = summed input, 24-bit payload
 
 
@@ -95,10 +110,7 @@ def _neuron(graph: Graph, node: str, dt: float) -> _Neuron:
         theta = _uniform(n.threshold, "thresholds", graph, node)
         return _Neuron(0.0, None, 1.0, theta, np.zeros(graph.out_shapes[node]), memoryless=True)
     p = neurons.discretise(n, dt, node)
-    if p.spiking:
-        if p.subtract:
-            raise graph.error("reset by subtraction needs the subtractive neuron of the ANN-conversion back end "
-                              "(not implemented yet)", node=node)
+    if p.spiking and not p.subtract:
         if np.any(p.v_reset != 0):
             raise graph.error("v_reset other than 0 cannot be represented: Loihi's LIF resets v to 0", node=node)
     syn = p.syn_decay is not None
@@ -109,6 +121,7 @@ def _neuron(graph: Graph, node: str, dt: float) -> _Neuron:
         gain=gain,
         theta=_uniform(p.v_threshold, "thresholds", graph, node) if p.spiking else None,
         leak_bias=np.broadcast_to(p.lam_v_leak, graph.out_shapes[node]).astype(np.float64),
+        subtract=p.subtract,
     )
 
 
@@ -163,7 +176,10 @@ def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int, weight: f
     if per_step > 0:
         bounds.append(U_LIMIT / per_step)
     if neuron.theta is not None:
-        bounds.append(U_LIMIT / (abs(neuron.theta) + per_step))
+        # v before a spike; reset by subtraction sheds at most theta per step, so a larger
+        # input accumulates for up to ``steps`` steps
+        growth = steps * max(per_step - neuron.theta, 0) if neuron.subtract else 0
+        bounds.append(U_LIMIT / (abs(neuron.theta) + per_step + growth))
         if neuron.theta > 0:
             bounds.append(loihi.VTH_MAX / neuron.theta)
     elif neuron.relay and per_step > 0:
@@ -248,6 +264,26 @@ def _group_entry(group: SynapseGroup, exp: int, target: np.ndarray, recon: np.nd
     }
 
 
+def _sign_parts(target: np.ndarray, split: bool) -> list[tuple[str, np.ndarray]]:
+    """The weights as one group, or split into an excitatory (``+``) and an inhibitory (``-``)
+    group when signs are mixed: each then keeps all 8 mantissa bits, where a mixed group loses
+    its LSB (twice the precision for one more group; the stored synapses are the same)."""
+    if not (split and np.any(target > 0) and np.any(target < 0)):
+        return [("", target)]
+    return [("+", np.clip(target, 0, None)), ("-", np.clip(target, None, 0))]
+
+
+def _synapse_group(name: str, fg: lower.FloatGroup, ints: np.ndarray, exp: int, common: dict) -> SynapseGroup:
+    """The chip synapse group for integer weights ``ints`` of the float map ``fg``."""
+    if fg.kind == "diag":
+        keep = np.nonzero(ints)[0]
+        return SynapseGroup(name, "sparse", weights=ints[keep], weight_exp=exp, rows=keep, cols=keep, **common)
+    if fg.kind == "conv":
+        return SynapseGroup(name, "conv", weights=ints, stride=fg.stride, padding=fg.padding,
+                            dilation=fg.dilation, groups=fg.groups, **common)
+    return SynapseGroup(name, "dense", weights=ints, weight_exp=exp, **common)
+
+
 def _delay_line(src: str, lag: int, populations: dict, groups: list, depth: dict) -> str:
     """The population that repeats ``src``'s output ``lag`` steps later (shared, built on demand).
 
@@ -286,12 +322,13 @@ def _bias_group(graph: Graph, node: str, pop: str, target: np.ndarray, alpha: fl
     if delay > loihi.MAX_DELAY:
         raise graph.error(f"bias needs a {delay}-step delay at hop depth {depth}; the chip delays at most "
                           f"{loihi.MAX_DELAY}", node=node)
-    name = f"{pop}<-bias"
-    ints, exp, recon = _quantize_weights(target, False, options.weight_bits, name, graph, node)
-    group = SynapseGroup(name, "dense", BIAS, pop, ints, exp, options.weight_bits,
-                         delays=np.full(ints.shape, delay) if delay else None, source="bias")
-    groups.append(group)
-    entry["groups"].append(_group_entry(group, exp, target, recon, alpha, delay=delay))
+    for suffix, part in _sign_parts(target, options.split_signs):
+        name = f"{pop}<-bias{suffix}"
+        ints, exp, recon = _quantize_weights(part, False, options.weight_bits, name, graph, node)
+        group = SynapseGroup(name, "dense", BIAS, pop, ints, exp, options.weight_bits,
+                             delays=np.full(ints.shape, delay) if delay else None, source="bias")
+        groups.append(group)
+        entry["groups"].append(_group_entry(group, exp, part, recon, alpha, delay=delay))
 
 
 def _population(graph: Graph, node: str, pop: str, shape, neuron: _Neuron, alpha: float, entry: dict) -> Population:
@@ -322,10 +359,28 @@ def _population(graph: Graph, node: str, pop: str, shape, neuron: _Neuron, alpha
                 f"giving vth {vth} (needs 1..{loihi.VTH_MAX}); inputs per step would otherwise wrap u",
                 node=node,
             )
+    reset = {}
+    if neuron.subtract:
+        # a spike removes theta: round(alpha*theta), which is exact for the >= encoding
+        # nextafter(theta, -inf) of an integer alpha*theta, where vth is one less
+        reset = dict(reset="subtract", vsub=int(round(alpha * neuron.theta)))
+        entry["reset_error"] = abs(reset["vsub"] - alpha * neuron.theta) / abs(alpha * neuron.theta)
     entry.update(kind="lif", vth=vth, du=du, dv=dv, bias_exp=bias_exp,
-                 bias_rel_rms_error=_rel(recon_bias - chip_bias, chip_bias))
+                 bias_rel_rms_error=_rel(recon_bias - chip_bias, chip_bias), **reset)
     return Population(pop, "lif", shape, source=node, du=du, dv=dv, vth=vth, bias_mant=mant, bias_exp=bias_exp,
-                      scale=alpha)
+                      scale=alpha, **reset)
+
+
+def _mean_outputs(graph: Graph, pops: dict[str, str], options: Options, dt: float) -> dict[str, np.ndarray] | None:
+    """Per population the float model's mean output per neuron and step on the calibration inputs."""
+    if options.calibration is None:
+        return None
+    nodes = sorted(set(pops.values()))
+    try:
+        outputs = reference.run(graph, options.calibration, options.steps, dt=dt, record=nodes, dtype=torch.float64)
+    except ModelError as e:
+        raise ModelError(f"calibration inputs: {e.problem}", node=e.node) from None
+    return {pop: outputs[node].reshape(*outputs[node].shape[:2], -1).mean((0, 1)) for pop, node in pops.items()}
 
 
 def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, dict]:
@@ -333,6 +388,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
     dt, _ = reference.resolve_dt(graph, options.dt)
     graph = shortcuts.apply(graph, options.strategy)
     pops = lower.populations(graph)
+    means = _mean_outputs(graph, pops, options, dt)
     ranges: dict[str, float] = {}  # largest |value| a relay carries (float units)
     populations: dict[str, Population] = {}
     groups: list[SynapseGroup] = []
@@ -369,6 +425,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             alpha = min(alpha, max([_relay_scale(sources, bias), *upstream]))
             ranges[pop] = max(float(pos.max(initial=0)), float(neg.max(initial=0)))
         entry = {"population": pop, "nir_node": node, "neurons": int(np.prod(shape)), "scale": alpha, "groups": []}
+        correction = np.zeros(shape)
         forward = {depth[src] + 1 for src, _, rec, _ in incoming if not rec and src in depth}
         depth[pop] = max(forward, default=1)
         if len(forward) > 1 and not options.align:
@@ -379,20 +436,21 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             if lag:
                 entry.setdefault("delayed", []).append({"source": src, "steps": lag})
             unit = alpha * neuron.gain / _input_scale(graph, pops, src, options, populations)  # chip units per float weight
-            name = _unique(f"{pop}<-{sender}", groups)
             target = fg.weights * unit
-            ints, exp, recon = _quantize_weights(target, fg.kind == "conv", options.weight_bits, name, graph, node)
             common = dict(src=sender, dst=pop, num_weight_bits=options.weight_bits, source=",".join(chain))
-            if fg.kind == "diag":
-                keep = np.nonzero(ints)[0]
-                group = SynapseGroup(name, "sparse", weights=ints[keep], weight_exp=exp, rows=keep, cols=keep, **common)
-            elif fg.kind == "conv":
-                group = SynapseGroup(name, "conv", weights=ints, stride=fg.stride, padding=fg.padding,
-                                     dilation=fg.dilation, groups=fg.groups, **common)
-            else:
-                group = SynapseGroup(name, "dense", weights=ints, weight_exp=exp, **common)
-            groups.append(group)
-            entry["groups"].append(_group_entry(group, exp, target, recon, unit, through=list(chain), recurrent=rec))
+            for suffix, part in _sign_parts(target, options.split_signs):
+                name = _unique(f"{pop}<-{sender}{suffix}", groups)
+                ints, exp, recon = _quantize_weights(part, fg.kind == "conv", options.weight_bits, name, graph, node)
+                if means is not None:
+                    src_shape = populations[src].shape if src in populations else shape
+                    correction -= lower.apply_map(fg, (recon - part) / unit, means[src], src_shape).reshape(shape)
+                group = _synapse_group(name, fg, ints, exp, common)
+                groups.append(group)
+                entry["groups"].append(_group_entry(group, exp, part, recon, unit, through=list(chain), recurrent=rec))
+        if means is not None:
+            correction *= neuron.gain
+            entry["bias_correction_rms"] = float(np.sqrt(np.mean(np.square(correction))))
+            bias = bias + correction
         if np.any(bias != 0):
             _bias_group(graph, node, pop, alpha * bias.reshape(-1, 1), alpha, depth[pop], options, populations,
                         groups, entry)
@@ -415,6 +473,8 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
         "unaligned_joins": unaligned,
         "pipeline_depth": net.pipeline_depth,
         "strategy": options.strategy,
+        "split_signs": options.split_signs,
+        "calibration_samples": 0 if options.calibration is None else len(options.calibration),
         "joins": [dataclasses.asdict(j) for j in shortcuts.joins(graph)],
     }
     return net, report

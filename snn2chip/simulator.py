@@ -169,7 +169,7 @@ def _run(net: ChipNet, payloads: dict[str, torch.Tensor], steps: int, record, pr
             if pop.kind == "relay":
                 sent[name] = loihi.relay_step(a_in, pop.vth)
                 continue
-            u, v, spikes = loihi.lif_step(*state[name], a_in, pop.du, pop.dv, bias[name], pop.vth)
+            u, v, spikes = loihi.lif_step(*state[name], a_in, pop.du, pop.dv, bias[name], pop.vth, pop.vsub)
             state[name] = (u, v)
             sent[name] = spikes.to(torch.int32)
             if name in probe:

@@ -13,8 +13,10 @@ from snn2chip.lava_backend import lava_kernel, nir_index, run_lava
 from snn2chip.simulator import simulate
 
 
-def random_net(seed: int, graded_input: bool, delays: bool, stress: bool, stride: int, groups: int):
-    """A network with conv, dense, sparse, delays, a graded relay, a join of three groups and recurrence.
+def random_net(seed: int, graded_input: bool, delays: bool, stress: bool, stride: int, groups: int,
+               subtract: bool = False):
+    """A network with conv, dense, sparse, delays, a graded relay, a join of three groups and recurrence;
+    ``subtract``: the conv and fc neurons reset by subtraction.
 
     ``stress`` uses extreme weights, exponents and payloads so that Lava's 32-bit wraps, the 24-bit
     u wrap, the v clip and the 24-bit conv wrap all happen.
@@ -60,6 +62,10 @@ def random_net(seed: int, graded_input: bool, delays: bool, stress: bool, stride
                      weight_exp=int(rng.integers(-2, 3))),
         SynapseGroup("back", "dense", "out", "fc", weights((9, 5))),
     )
+    if subtract:
+        for name in ("conv", "fc"):
+            vth = pops[name].vth
+            pops[name] = Population(**{**pops[name].__dict__, "reset": "subtract", "vsub": vth + int(rng.integers(0, 2))})
     net = ChipNet(pops, groups_, inputs=("in",), outputs=("out",)).validate()
     shape = (3, 10, c_in, size, size)
     x = rng.integers(-big, big, shape) if graded_input else (rng.random(shape) < 0.4)
@@ -86,9 +92,10 @@ def assert_bit_exact(net, x, record, probe):
     stress=st.booleans(),
     stride=st.sampled_from([1, 2]),
     groups=st.sampled_from([1, 2]),
+    subtract=st.booleans(),
 )
-def test_simulator_equals_lava_on_random_networks(seed, graded_input, delays, stress, stride, groups):
-    net, x = random_net(seed, graded_input, delays, stress, stride, groups)
+def test_simulator_equals_lava_on_random_networks(seed, graded_input, delays, stress, stride, groups, subtract):
+    net, x = random_net(seed, graded_input, delays, stress, stride, groups, subtract)
     sim = assert_bit_exact(net, x[:1], ["conv", "fc", "relay", "out"], LIF_POPS)
     assert sim["fc"].any() and sim["fc.u"].any()  # the network is active: the comparison is not vacuous
 
@@ -103,6 +110,18 @@ def test_wraps_and_clips_happen_and_match():
     assert np.abs(u).max() > loihi.MAX_UV // 2 and (u < 0).any() and (u > 0).any()
     relay = sim["relay"].reshape(-1)
     assert np.abs(relay).max() > 2**16  # beyond int16, the type LIF declares for a_in: Lava carries int32
+
+
+def test_reset_by_subtraction_keeps_the_charge_above_threshold_in_both():
+    """The subtractive LIF (custom Lava process) against the simulator, and against its definition."""
+    net, x = random_net(seed=5, graded_input=True, delays=False, stress=False, stride=1, groups=1, subtract=True)
+    sim = assert_bit_exact(net, x[:1], ["conv", "fc", "out"], LIF_POPS)
+    pop = net.populations["fc"]
+    v, s = sim["fc.v"][0], sim["fc"][0]
+    assert s.any() and (v[s == 1] > 0).any()  # some neurons kept charge after a spike: not a reset to 0
+    fired = s == 1
+    # before the reset v exceeded vth << 6; after it, v is that value minus vsub << 6
+    assert np.all(v[fired] + (pop.vsub << 6) > pop.vth << 6)
 
 
 def test_layout_helpers():
@@ -152,7 +171,7 @@ def test_chip_ir_rejects_newer_and_broken_files(tmp_path):
         f.attrs["format_version"] = chip.FORMAT_VERSION + 1
     with pytest.raises(chip.ModelError) as info:
         chip.load(path)
-    assert str(info.value) == (f"{path}: written in chip IR format 2 by a newer snn2chip; this one reads format 1")
+    assert str(info.value) == (f"{path}: written in chip IR format 3 by a newer snn2chip; this one reads format 2")
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = chip.FORMAT_VERSION
         del f["groups/c1"]

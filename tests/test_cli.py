@@ -62,7 +62,7 @@ def test_model_errors_exit_1_without_traceback(capsys, tmp_nir):
     assert err == f"snn2chip: error: {path}: node 'fc': parameter 'weight' has 1 NaN or infinite value\n"
 
 
-@pytest.mark.parametrize("command", ["verify", "convert", "targets"])
+@pytest.mark.parametrize("command", ["convert", "targets"])
 def test_later_commands_say_not_implemented(capsys, command):
     args = [command] if command == "targets" else [command, "model"]
     code, out, err = cli(capsys, *args)

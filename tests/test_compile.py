@@ -30,20 +30,24 @@ def _aligned(net, graph, x, steps, pops):
     return {p: (float_out[net.populations[p].source], chip_out[p][:, depth[p] : depth[p] + steps]) for p in pops}
 
 
-def test_exactly_representable_if_network_compiles_exactly():
-    """Weights on the 8-bit grid, strict and >= thresholds: chip spikes equal float spikes, shifted by D."""
+@pytest.mark.parametrize("reset", ["value", "subtract"])
+def test_exactly_representable_if_network_compiles_exactly(reset):
+    """Weights on the 8-bit grid, strict and >= thresholds, NIR's reset or reset by subtraction:
+    chip spikes equal float spikes, shifted by D."""
     rng = np.random.default_rng(0)
     w1 = rng.integers(-30, 61, (6, 5)) * 2 / 128.0  # even mantissas: exact for mixed-sign 8-bit weights
     w2 = rng.integers(-20, 61, (3, 6)) * 2 / 128.0
+    meta = {"reset": reset}
     nodes, edges = chain(
         ("fc1", nir.Linear(weight=w1)),
-        ("if1", nir.IF(r=np.ones(6), v_threshold=np.ones(6))),
+        ("if1", nir.IF(r=np.ones(6), v_threshold=np.ones(6), metadata=meta)),
         ("fc2", nir.Linear(weight=w2)),
-        ("if2", nir.IF(r=np.ones(3), v_threshold=np.full(3, ONE_BELOW, dtype=np.float32))),
+        ("if2", nir.IF(r=np.ones(3), v_threshold=np.full(3, ONE_BELOW, dtype=np.float32), metadata=meta)),
         shape=(5,), out=(3,),
     )
     graph = make_graph(nodes, edges)
     net, report = compile_graph(graph)
+    assert {net.populations[p].reset for p in ("if1", "if2")} == {"zero" if reset == "value" else "subtract"}
     assert net.pipeline_depth == 2 and report["unaligned_joins"] == []
     x = (rng.random((16, 40, 5)) < 0.5).astype(np.float64)
     pairs = _aligned(net, graph, x, 40, ["if1", "if2"])
@@ -127,15 +131,16 @@ def test_sinabs_fidelity_float_vs_chip(sinabs_build):
 
 def test_braille_fidelity_float_vs_chip(braille_build):
     graph, net, report = braille_build
-    assert [g["name"] for g in report["layers"][1]["groups"]] == ["lif2<-lif1.lif", "lif2<-bias"]
+    # mixed-sign weights split into an excitatory and an inhibitory group
+    assert [g["name"] for g in report["layers"][1]["groups"]] == ["lif2<-lif1.lif+", "lif2<-lif1.lif-", "lif2<-bias"]
     x = (np.random.default_rng(0).random((32, 50, 12)) < 0.05).astype(np.float32)
     result = compiler.fidelity(graph, net, x, 50, dt=1e-4)
     lif1, lif2 = result["layers"]
-    # measured (README): lif1 98.5 % spike agreement; lif2 ~70 %: its weights span +-6.9, so the 8-bit step is
-    # 0.0625 and the recurrent network amplifies it, while its firing rate stays within 0.01 of the float one
-    assert lif1["rate_error"] < 0.005 and lif1["spike_agreement"] > 0.95, lif1
-    assert lif2["rate_error"] < 0.02 and lif2["spike_agreement"] > 0.6, lif2
-    assert result["output_agreement"] >= 0.6
+    # measured (README): lif1 98.9 % spike agreement; lif2 77 %: its weights span +-6.9, so the 8-bit step is
+    # 0.03 and the recurrent network amplifies it, while its firing rate stays within 0.001 of the float one
+    assert lif1["rate_error"] < 0.005 and lif1["spike_agreement"] > 0.97, lif1
+    assert lif2["rate_error"] < 0.005 and lif2["spike_agreement"] > 0.7, lif2
+    assert result["output_agreement"] >= 0.8
 
 
 @pytest.mark.parametrize("build, x", [
@@ -162,8 +167,6 @@ def test_unrepresentable_features_are_rejected():
     reset = nir.IF(r=np.ones(4), v_threshold=np.ones(4), v_reset=np.full(4, 0.2))
     assert _error(make_graph(*chain(("n", reset)))) == (
         "<memory>: node 'n': v_reset other than 0 cannot be represented: Loihi's LIF resets v to 0")
-    subtract = nir.IF(r=np.ones(4), v_threshold=np.ones(4), metadata={"reset": "subtract"})
-    assert "reset by subtraction needs the subtractive neuron" in _error(make_graph(*chain(("n", subtract))))
     delay = nir.Delay(delay=np.ones(4))
     assert _error(make_graph(*chain(("d", delay)))) == (
         "<memory>: node 'd': Delay cannot be compiled: Delay nodes are not lowered to synaptic delays yet")
@@ -298,12 +301,12 @@ def test_sew_add_block_is_exact_with_both_strategies():
     incoming = {}
     for strategy in ("expand", "relay"):
         net, report = compile_graph(graph, Options(strategy=strategy))
-        incoming[strategy] = [g.src for g in net.incoming("n3")]
+        incoming[strategy] = {g.src for g in net.incoming("n3")}  # (mixed signs: two groups per source)
         (f, c), = _aligned(net, graph, x, 25, ["n3"]).values()
         np.testing.assert_array_equal(f, c, err_msg=strategy)
         assert f.mean() > 0.05
-    assert sorted(incoming["expand"]) == ["a", "s@2"]  # one conv group per addend, the shortcut delayed
-    assert incoming["relay"] == ["a.sum0"]  # the relay carries A + S once
+    assert incoming["expand"] == {"a", "s@2"}  # conv groups per addend, the shortcut delayed
+    assert incoming["relay"] == {"a.sum0"}  # the relay carries A + S once
     relay_net, _ = compile_graph(graph, Options(strategy="relay"))
     assert relay_net.populations["a.sum0"].kind == "relay"
 
@@ -327,8 +330,8 @@ def test_ms_stream_relays_keep_fan_in_constant():
     graded = dict(input_bits=8, input_scale=16)
     expand, _ = compile_graph(graph, Options(strategy="expand", **graded))
     relay, report = compile_graph(graph, Options(strategy="relay", **graded))
-    assert len(expand.incoming("last")) == blocks + 1  # stem + every block's conv
-    assert [g.src for g in relay.incoming("last")] == [f"stream{blocks}"]
+    assert len({g.src for g in expand.incoming("last")}) == blocks + 1  # stem + every block's conv
+    assert {g.src for g in relay.incoming("last")} == {f"stream{blocks}"}
     assert [j["kind"] for j in report["joins"]] == ["stream"] * blocks
     x = rng.integers(-100, 100, (2, 10, 8)) / 16
     lif = [p for p, pop in relay.populations.items() if pop.kind != "input"]

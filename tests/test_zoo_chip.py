@@ -1,18 +1,20 @@
 """Every zoo model compiled for Loihi 2: accuracy on the whole digits test split, and simulator == Lava.
 
-The bounds are the measured figures (README, "Residual networks on chip") with a small margin;
-the models' weights are fixed, so a change in the compiler that costs accuracy fails here.
+Compiled as the README's table: biases corrected on the training split (``--calib``). The bounds
+are the measured figures (README, "Residual networks on chip") with a small margin; the models'
+weights are fixed, so a change in the compiler that costs accuracy fails here.
 """
 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from models.data import test_set
+from models.data import test_set, train_set
 from snn2chip import compiler
 from snn2chip.lava_backend import run_lava
 from snn2chip.quantize import Options
@@ -25,9 +27,11 @@ SNNS = ["sew_add", "sew_and", "sew_iand", "ms_resnet", "spiking_resnet"]
 DIGITS = dict(input_bits=6, input_scale=16)
 
 
+@lru_cache(maxsize=None)
 def build(name: str, strategy: str):
     steps = MANIFEST[name]["time_steps"]
-    return steps, *compiler.compile_file(ZOO / f"{name}.nir", options=Options(strategy=strategy, steps=steps, **DIGITS))
+    options = Options(strategy=strategy, steps=steps, calibration=np.asarray(train_set()[0]), **DIGITS)
+    return steps, *compiler.compile_file(ZOO / f"{name}.nir", options=options)
 
 
 @pytest.mark.parametrize("name", SNNS)
@@ -38,7 +42,7 @@ def test_zoo_accuracy_on_chip(name, strategy):
     result = compiler.fidelity(graph, net, np.asarray(x), steps, labels=np.asarray(y))
     assert result["float_accuracy"] == pytest.approx(MANIFEST[name]["executor_test_accuracy"])
     assert abs(result["chip_accuracy"] - result["float_accuracy"]) <= 0.015, result
-    assert result["output_agreement"] >= 0.98, result
+    assert result["output_agreement"] >= 0.975, result
     assert report["unaligned_joins"] == []
 
 

@@ -1,0 +1,123 @@
+"""Input data for ``snn2chip verify``: the bundled digits split, and users' ``.npz`` files.
+
+**digits**: scikit-learn's ``load_digits`` (1,797 grey 8x8 images, values 0..16, 10 classes;
+shipped with scikit-learn, nothing is downloaded), split once with
+``train_test_split(test_size=0.25, random_state=0, stratify=y)`` into 1,347 training and 450
+test images, scaled to [0, 1] (image / 16) and shaped ``(1, 8, 8)`` like the model zoo's Input
+node. The zoo (``models/``) uses exactly this split.
+
+**.npz files** hold
+
+- ``x`` (required), numbers, one of two layouts, ``shape`` being the model's input shape:
+  ``(samples, *shape)``: one analog value per input (e.g. a current), held constant for every
+  time step; or ``(samples, steps, *shape)``: one value per time step (spike trains of 0/1, or
+  time-varying currents);
+- ``y`` (optional): ``(samples,)`` integer class labels ``>= 0``, for accuracies.
+
+:func:`load_npz` checks both and says what is wrong in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from snn2chip.errors import ModelError
+
+DIGITS_SHAPE = (1, 8, 8)
+DIGITS_CLASSES = 10
+DIGITS_TEST_SIZE = 0.25
+DIGITS_SPLIT_SEED = 0
+
+
+@functools.lru_cache(maxsize=None)
+def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_train, y_train, x_test, y_test)``: float32 images ``(n, 1, 8, 8)`` in [0, 1] and
+    int64 labels, read-only."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.images.astype(np.float32) / np.float32(16.0)).reshape(-1, *DIGITS_SHAPE)
+    y = digits.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=DIGITS_TEST_SIZE, random_state=DIGITS_SPLIT_SEED, stratify=y
+    )
+    for a in (x_train, x_test, y_train, y_test):
+        a.setflags(write=False)
+    return x_train, y_train, x_test, y_test
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Inputs ``x`` (``(samples, *shape)`` or ``(samples, steps, *shape)``), labels ``y`` or None."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray | None
+
+    def steps(self, input_shape: tuple[int, ...]) -> int | None:
+        """The time axis' length, or None for constant inputs."""
+        return self.x.shape[1] if self.x.ndim == len(input_shape) + 2 else None
+
+    def head(self, count: int) -> "Dataset":
+        """The first ``count`` samples."""
+        return Dataset(self.name, self.x[:count], None if self.y is None else self.y[:count])
+
+
+def digits_test() -> Dataset:
+    """The 450 test images and their labels."""
+    _, _, x, y = digits_split()
+    return Dataset("digits (test split, 450 images)", x, y)
+
+
+def _layouts(shape: tuple[int, ...]) -> str:
+    dims = ", ".join(map(str, shape))
+    return f"(samples, {dims}) (held constant) or (samples, steps, {dims}) (one value per step)"
+
+
+def load_npz(path: str | Path, input_shape: tuple[int, ...]) -> Dataset:
+    """Read and check an ``.npz`` file for a model whose input has shape ``input_shape``."""
+    file = str(path)
+    if not Path(path).is_file():
+        raise ModelError("no such file", file=file)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"not an .npz file ({e})", file=file) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ModelError("a .npy file holds one array: save 'x' (and 'y') with numpy.savez", file=file)
+    with archive:
+        if "x" not in archive.files:
+            raise ModelError(f"no array 'x' (arrays: {', '.join(archive.files) or 'none'})", file=file)
+        try:
+            x, y = archive["x"], archive["y"] if "y" in archive.files else None
+        except ValueError as e:  # object arrays
+            raise ModelError(f"unreadable array ({e})", file=file) from None
+    if x.dtype.kind not in "biuf":
+        raise ModelError(f"'x' has dtype {x.dtype}; expected numbers", file=file)
+    if x.shape[1:] != tuple(input_shape) and x.shape[2:] != tuple(input_shape):
+        raise ModelError(f"'x' has shape {x.shape}; expected {_layouts(tuple(input_shape))}", file=file)
+    if x.shape[0] == 0 or x.ndim == len(input_shape) + 2 and x.shape[1] == 0:
+        raise ModelError(f"'x' has shape {x.shape}: no samples or no steps", file=file)
+    if not np.isfinite(x).all():
+        raise ModelError("'x' contains NaN or infinite values", file=file)
+    if y is not None:
+        if y.shape != (x.shape[0],):
+            raise ModelError(f"'y' has shape {y.shape}; expected ({x.shape[0]},), one label per sample of 'x'", file=file)
+        if y.dtype.kind not in "biuf" or not np.array_equal(y, np.round(y)) or (y < 0).any():
+            raise ModelError("'y' must hold integer class labels >= 0", file=file)
+        y = y.astype(np.int64)
+    return Dataset(file, x.astype(np.float32) if x.dtype.kind != "f" else x, y)
+
+
+def load(spec: str, input_shape: tuple[int, ...]) -> Dataset:
+    """``digits`` (the test split) or an ``.npz`` file, checked against the model's input shape."""
+    if spec == "digits":
+        if tuple(input_shape) != DIGITS_SHAPE:
+            raise ModelError(f"--data digits gives images of shape {DIGITS_SHAPE}; the model's input has shape {tuple(input_shape)}")
+        return digits_test()
+    return load_npz(spec, input_shape)
