@@ -16,14 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from snn2chip import chip, frontend, neurons, reference, shortcuts, simulator
+from snn2chip import chip, frontend, lower, neurons, partition, reference, report as report_md, shortcuts, simulator
+from snn2chip import targets as target_files
 from snn2chip.chip import ChipNet
 from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
 from snn2chip.quantize import Options, compile_graph
-
-TARGETS = ("loihi2",)
-
 
 def totals(net: ChipNet) -> dict:
     """Resource totals: neurons, stored synapses (a conv kernel counts once), connections, weight memory."""
@@ -122,11 +120,24 @@ def fidelity(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | 
     return result
 
 
-def compile_file(model: str | Path, target: str = "loihi2", options: Options = Options()) -> tuple[Graph, ChipNet, dict]:
-    """Load, lower and quantize a NIR file; return the graph, the chip network and the report."""
-    if target not in TARGETS:
-        raise ModelError(f"unknown target '{target}' (known: {', '.join(TARGETS)})")
-    graph = frontend.load(model)
+def measured_rates(fidelity_report: dict) -> dict[str, float]:
+    """Chip firing rates (spikes per neuron per step) per population from a :func:`fidelity` report."""
+    return {layer["population"]: layer["chip_rate"] for layer in fidelity_report["layers"]}
+
+
+def partition_report(net: ChipNet, target: target_files.Target, system: str | None = None,
+                     rates: dict | None = None) -> dict:
+    """Partition ``net`` on ``target`` (:mod:`snn2chip.partition`) and return its report entry."""
+    return partition.partition(net, target, system, rates).summary()
+
+
+def compile_file(model: str | Path, target: str | Path | target_files.Target = "loihi2", options: Options = Options(),
+                 system: str | None = None) -> tuple[Graph, ChipNet, dict]:
+    """Load, lower, quantize and partition a NIR file for ``target`` (a built-in name, a ``.toml``
+    file or a Target) on its named ``system`` (None: the smallest that fits); return the graph,
+    the chip network and the report."""
+    chip_target = target_files.resolve(target)
+    graph = lower.relay_conv_chains(frontend.load(model))
     try:
         if options.strategy == "auto":
             # both strategies; keep the one with less weight memory (expand on ties: fewer hops)
@@ -136,11 +147,12 @@ def compile_file(model: str | Path, target: str = "loihi2", options: Options = O
             layers["strategy_costs"] = {k: {"weight_memory_bytes": v} for k, v in memory.items()}
         else:
             net, layers = compile_graph(graph, options)
+        placement = partition_report(net, chip_target, system)
     except ModelError as e:
         raise e.in_file(str(model)) from None
     report = {
         "model": str(model),
-        "target": target,
+        "target": chip_target.name,
         "dt": net.metadata["dt"],
         "chip_ir_format": chip.FORMAT_VERSION,
         **totals(net),
@@ -148,18 +160,24 @@ def compile_file(model: str | Path, target: str = "loihi2", options: Options = O
         "inputs": list(net.inputs),
         "outputs": net.metadata["outputs"],
         **layers,
+        "cores_to_bound_ratio": placement["cores_to_bound_ratio"],
+        "partition": placement,
     }
     return graph, net, report
 
 
 def write_build(out_dir: str | Path, net: ChipNet, report: dict) -> None:
-    """Write ``network.h5`` and ``report.json`` into ``out_dir``, replacing it only when complete."""
+    """Write ``network.h5``, ``report.json`` and, with a partition, ``report.md`` and
+    ``core_utilisation.png`` into ``out_dir``, replacing it only when complete."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     try:
         chip.save(net, tmp / "network.h5")
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        if "partition" in report:
+            (tmp / "report.md").write_text(report_md.markdown(report))
+            report_md.utilisation_png(report["partition"], tmp / report_md.PNG)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

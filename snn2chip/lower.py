@@ -166,6 +166,26 @@ def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatG
     return FloatGroup(src, dst, "conv", weights, chain, stride, padding, dilation, groups)
 
 
+def _pool_as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatGroup | None:
+    """The chain [Scale*] pool [Scale*] (per-channel scales, any pool, e.g. the SumPool of an
+    exported max pool) as a depthwise convolution with a constant kernel, or None. Exact:
+    PyTorch's average pool counts padding in its divisor, as zero padding does. Used where the
+    dense matrix would be too large (smaller pools stay dense, as before)."""
+    pools = [n for n in chain if isinstance(graph.nodes[n], (nir.SumPool2d, nir.AvgPool2d))]
+    if len(pools) != 1 or any(not isinstance(graph.nodes[n], nir.Scale) for n in chain if n != pools[0]):
+        return None
+    factors = [_elementwise_scale(graph, n) for n in chain if n != pools[0]]
+    if any(f is None for f in factors):
+        return None
+    node = graph.nodes[pools[0]]
+    k = shapes.ints(node.kernel_size, 2, "kernel_size")
+    channels = graph.in_shapes[pools[0]][0]
+    share = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (k[0] * k[1])
+    weights = np.full((channels, 1, *k), share) * np.prod([np.ones(channels), *factors], axis=0)[:, None, None, None]
+    return FloatGroup(src, dst, "conv", weights, chain, shapes.ints(node.stride, 2, "stride"),
+                      shapes.ints(node.padding, 2, "padding"), (1, 1), channels)
+
+
 def relay_conv_chains(graph: Graph) -> Graph:
     """A relay after every Conv2d whose output reaches another Conv2d through stateless nodes
     only, when that output is too large for the composed map to be lowered as a dense matrix
@@ -208,6 +228,9 @@ def lower_path(graph: Graph, pops: dict[str, str], src: str, dst: str, chain: tu
         return conv
     n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
     if n_src * n_dst > MAX_DENSE:
+        pool = _pool_as_conv(graph, src, dst, chain)
+        if pool is not None:
+            return pool
         raise graph.error(
             f"the synapses from '{src}' through {', '.join(chain)} would need a dense {n_dst}x{n_src} matrix; "
             "only convolutions (optionally after a non-overlapping pool) are lowered without one",

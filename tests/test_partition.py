@@ -1,0 +1,136 @@
+"""Partitioning: every core within every limit of its target, determinism, hand-worked bounds,
+receptive fields without dense matrices, and the error for a system that is too small."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from snn2chip import ModelError, compiler, partition, targets
+from snn2chip.chip import ChipNet, Population, SynapseGroup
+from snn2chip.quantize import Options
+from tests.conftest import SINABS
+
+LOIHI2 = targets.resolve("loihi2")
+# a tiny core, so that a small network needs many tiles and every resource binds somewhere
+TINY = dataclasses.replace(LOIHI2, name="tiny", neurons=16, synaptic_memory_bits=1000, fan_in_axons=50,
+                           fan_out_axons=64, synapse_bits=10, kernel_entry_bits=8, cores_per_chip=4,
+                           systems=(("one", 1), ("board", 4)))
+
+
+def _net(conv_weights: np.ndarray, dense_weights: np.ndarray, stride=(1, 1), padding=(1, 1)) -> ChipNet:
+    """input (2, 4, 4) -> conv -> A (C, H, W) -> dense -> B (5,)."""
+    c_out = conv_weights.shape[0]
+    h = (4 + 2 * padding[0] - conv_weights.shape[2]) // stride[0] + 1
+    pops = {"in": Population("in", "input", (2, 4, 4)), "A": Population("A", "lif", (c_out, h, h), vth=1),
+            "B": Population("B", "lif", (5,), vth=1)}
+    groups = (SynapseGroup("A<-in", "conv", "in", "A", conv_weights, stride=stride, padding=padding),
+              SynapseGroup("B<-A", "dense", "A", "B", dense_weights))
+    return ChipNet(pops, groups, ("in",), ("B",)).validate()
+
+
+def _within_limits(part: partition.Partition) -> None:
+    usage = part.core_usage()
+    for i, r in enumerate(partition.RESOURCES):
+        assert usage[:, i].max() <= part.target.capacity[r], r
+    covered = {}
+    for t in part.tiles:  # tiles cover every placed population exactly once
+        covered[t.population] = covered.get(t.population, 0) + partition._size(t.box)
+        assert t.demand[0] == partition._size(t.box)
+    assert covered == {p: d["neurons"] for p, d in part.demand.items()}
+
+
+def test_bounds_on_a_hand_worked_example():
+    net = _net(np.ones((3, 2, 3, 3), dtype=np.int64), np.ones((5, 48), dtype=np.int64))
+    part = partition.partition(net, TINY, "board")
+    # A: 48 neurons; kernel 3*2*9 = 54 entries * 8 bits = 432; reads 2*4*4 = 32 inputs; sends 48 axons to B
+    # B: 5 neurons; 5*48 synapses * 10 bits = 2,400; reads all 48 neurons of A
+    assert part.demand == {"A": {"neurons": 48, "memory_bits": 432, "fan_in_axons": 32, "fan_out_axons": 48},
+                           "B": {"neurons": 5, "memory_bits": 2400, "fan_in_axons": 48, "fan_out_axons": 0}}
+    bounds = part.bounds()
+    # volume: ceil(53/16) = 4, ceil(2832/1000) = 3, ceil(80/50) = 2, ceil(48/64) = 1
+    assert bounds["volume"] == {"neurons": 4, "memory_bits": 3, "fan_in_axons": 2, "fan_out_axons": 1, "cores": 4}
+    # one layer per core: A max(3, 1, 1, 1) = 3, B max(1, 3, 1, 0) = 3
+    assert bounds["one_layer_per_core"] == {"neurons": 4, "memory_bits": 4, "fan_in_axons": 2, "fan_out_axons": 1,
+                                            "cores": 6}
+    summary = part.summary()
+    assert summary["cores_to_bound_ratio"] == part.cores / 4 and summary["bounds"] == bounds
+    _within_limits(part)
+
+
+def test_every_core_respects_every_limit_and_partition_is_deterministic():
+    rng = np.random.default_rng(0)
+    conv = rng.integers(-3, 4, (6, 2, 3, 3))
+    dense = rng.integers(-3, 4, (5, 6 * 4 * 4)) * (rng.random((5, 96)) < 0.3)
+    net = _net(conv, dense)
+    first = partition.partition(net, TINY, "board")
+    _within_limits(first)
+    assert first.cores >= first.bounds()["volume"]["cores"]
+    again = partition.partition(net, TINY, "board")
+    assert again.tiles == first.tiles and again.chip_of == first.chip_of and again.summary() == first.summary()
+
+
+@pytest.mark.parametrize("stride, padding", [((1, 1), (1, 1)), ((2, 2), (1, 1)), ((2, 2), (0, 0))])
+def test_conv_reach_equals_the_dense_connectivity(stride, padding):
+    """The source neurons a tile reads, computed from the kernel geometry, equal those of the
+    equivalent dense matrix (built here only to check)."""
+    weights = np.ones((4, 2, 3, 3), dtype=np.int64)
+    net = _net(weights, np.ones((5, 4 * ((4 + 2 * padding[0] - 3) // stride[0] + 1) ** 2), dtype=np.int64),
+               stride, padding)
+    group = partition._Group(net.groups[0], net, LOIHI2)
+    shape = net.populations["A"].shape
+    basis = torch.eye(32, dtype=torch.float64).reshape(32, 2, 4, 4)
+    dense = torch.nn.functional.conv2d(basis, torch.ones(4, 2, 3, 3, dtype=torch.float64), stride=stride,
+                                       padding=padding).reshape(32, -1).T.numpy()  # (dst, src)
+    index = np.arange(int(np.prod(shape))).reshape(shape)
+    for box in [(0, 4, 0, shape[1], 0, shape[2]), (1, 3, 0, 1, shape[2] - 1, shape[2]), (2, 3, shape[1] - 1, shape[1], 0, 1)]:
+        (_, reach), = group.exact([box], None)
+        rows = index[box[0]:box[1], box[2]:box[3], box[4]:box[5]].ravel()
+        np.testing.assert_array_equal(np.sort(reach.indices((2, 4, 4))), np.flatnonzero(dense[rows].any(0)))
+
+
+def test_too_small_a_system_names_the_resource_and_a_system_that_fits():
+    net = _net(np.ones((3, 2, 3, 3), dtype=np.int64), np.ones((5, 48), dtype=np.int64))
+    with pytest.raises(ModelError) as info:
+        partition.partition(net, TINY, "one")
+    part = partition.partition(net, TINY, "board")
+    text = str(info.value)
+    assert text.startswith(f"the network needs {part.cores} cores on 2 chips; system 'one' has 1 chips = 4 cores, "
+                           f"{part.cores - 4} too few: ")
+    assert text.endswith("; system 'board' (4 chips) fits")
+    assert partition.partition(net, TINY).system == "board"  # default: the smallest system that fits
+
+
+def test_a_neuron_too_big_for_any_core_is_an_error():
+    net = _net(np.ones((3, 2, 3, 3), dtype=np.int64), np.ones((5, 48), dtype=np.int64))
+    small = dataclasses.replace(TINY, fan_in_axons=10)
+    with pytest.raises(ModelError, match="node 'A': one neuron needs 18 fan in axons; a core has 10"):
+        partition.partition(net, small)
+
+
+def test_binary_only_target_rejects_graded_spikes():
+    net = _net(np.ones((3, 2, 3, 3), dtype=np.int64), np.ones((5, 48), dtype=np.int64))
+    graded = dataclasses.replace(net, populations={**net.populations, "in": Population("in", "input", (2, 4, 4),
+                                                                                       payload_bits=6)})
+    with pytest.raises(ModelError, match="node 'in': sends 6-bit graded spikes; target 'loihi1' carries binary spikes only"):
+        partition.partition(graded, targets.resolve("loihi1"))
+
+
+def test_compile_reports_partition_and_writes_markdown_and_picture(tmp_path):
+    _, net, report = compiler.compile_file(SINABS, "loihi1", Options())
+    part = report["partition"]
+    assert report["target"] == "loihi1" and report["cores_to_bound_ratio"] == part["cores_to_bound_ratio"]
+    assert part["cores_to_bound_ratio"] == part["cores"] / part["bounds"]["volume"]["cores"]
+    for r in partition.RESOURCES:
+        assert max(part["core_usage"][r]) <= part["capacity"][r]
+    rates = {p: 0.1 for p in net.populations}
+    weighted = compiler.partition_report(net, targets.resolve("loihi1"), part["system"], rates)
+    assert weighted["traffic"]["weighting"] == "firing rates"
+    assert weighted["traffic"]["inter_core"] == pytest.approx(0.1 * part["traffic"]["inter_core"])
+    compiler.write_build(tmp_path / "build", net, report)
+    text = (tmp_path / "build" / "report.md").read_text()
+    assert f"**{part['cores']:,} cores**" in text and "![core utilisation](core_utilisation.png)" in text
+    assert (tmp_path / "build" / "core_utilisation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
