@@ -4,7 +4,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scale_compile.py NAME [--strategy relay] [--target loihi2] [--system S]
 
 One model per process (peak RSS is the process's). Prints wall time, peak RSS, and the partition:
-cores, bounds, cores/bound, chips, traffic; or the compile error, verbatim.
+cores, bounds, cores/bound, chips, traffic, range clamps (:mod:`snn2chip.quantize`) and the
+smallest threshold; or the compile error, verbatim. NAME may also be a path to a ``.nir`` file.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ from snn2chip.quantize import Options  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="scale model: out/scale/NAME.nir")
+    parser.add_argument("name", help="scale model: out/scale/NAME.nir, or a .nir path")
     parser.add_argument("--strategy", default="relay", choices=("expand", "relay", "auto"))
     parser.add_argument("--target", default="loihi2")
     parser.add_argument("--system", help="named system (default: the smallest that fits)")
     args = parser.parse_args()
-    path = ROOT / "out" / "scale" / f"{args.name}.nir"
+    path = Path(args.name) if args.name.endswith(".nir") else ROOT / "out" / "scale" / f"{args.name}.nir"
     start = time.perf_counter()
     try:
-        _, _, report = compiler.compile_file(path, args.target, Options(strategy=args.strategy), system=args.system)
+        _, net, report = compiler.compile_file(path, args.target, Options(strategy=args.strategy), system=args.system)
         outcome = None
     except ModelError as e:
         outcome = str(e)
@@ -50,6 +51,10 @@ def main() -> int:
           f"{part['bounds']['one_layer_per_core']['cores']:,}; cores/bound {part['cores_to_bound_ratio']:.3f}")
     print(f"  traffic ({part['traffic']['weighting']}): between cores {part['traffic']['inter_core']:,.0f}, "
           f"between chips {part['traffic']['inter_chip']:,.0f}")
+    clamps = report["range_clamps"]
+    vth = min(p.vth for p in net.populations.values() if p.kind == "lif" and p.vth > 0)
+    print(f"  {len(clamps)} range-clamped populations (guaranteed fraction down to "
+          f"{min((c['guaranteed_fraction'] for c in clamps), default=1):.2g}); smallest threshold vth {vth}")
     return 0
 
 

@@ -143,9 +143,23 @@ class ChipNet:
             src, dst = self.populations[g.src], self.populations[g.dst]
             if g.kind == "dense" and g.weights.shape != (dst.size, src.size):
                 raise ModelError(f"dense weights {g.weights.shape} do not connect {src.size} -> {dst.size}", node=g.name)
+            if g.kind == "conv" and not _conv_fits(g, src.shape, dst.shape):
+                raise ModelError(f"conv weights {np.shape(g.weights)} (groups {g.groups}) do not connect "
+                                 f"{src.shape} -> {dst.shape}", node=g.name)
             if g.delays is not None and (g.kind != "dense" or g.delays.shape != g.weights.shape):
                 raise ModelError("delays are supported on dense groups, one per synapse", node=g.name)
         return self
+
+
+def _conv_fits(g: SynapseGroup, src: tuple[int, ...], dst: tuple[int, ...]) -> bool:
+    """Whether conv group ``g`` maps a ``src`` (C, H, W) population onto ``dst``: its output
+    (C_out, oH, oW) is ``dst``, or ``dst`` is (C_out,) and oH = oW = 1."""
+    w = np.shape(g.weights)
+    if len(w) != 4 or len(src) != 3 or src[0] != w[1] * g.groups:
+        return False
+    out = (w[0], *((n + 2 * p - d * (k - 1) - 1) // s + 1
+                   for n, k, s, p, d in zip(src[1:], w[2:], g.stride, g.padding, g.dilation)))
+    return dst == out or (dst == out[:1] and out[1:] == (1, 1))
 
 
 def _to_attr(value):

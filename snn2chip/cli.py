@@ -1,24 +1,22 @@
 """The ``snn2chip`` command line.
 
 Exit codes: 0 success; 1 a problem with the user's model or data (one line on stderr, no
-traceback); 2 a usage error or a command that is not implemented yet.
+traceback) or a failed ``verify`` check; 2 a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from snn2chip.errors import ModelError
+from snn2chip.files import atomic_file
 
 EXIT_MODEL_ERROR = 1
-EXIT_USAGE = 2
 
 
 def _inspect(args) -> int:
@@ -31,33 +29,22 @@ def _inspect(args) -> int:
 
 def _read_inputs(path: str, input_names: list[str]):
     """Inputs from ``.npy`` (one array) or ``.npz`` (``x``, or one array per Input node name)."""
-    if not Path(path).is_file():
-        raise ModelError("no such file", file=path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"not a .npy or .npz file ({e})", file=path) from None
-    if isinstance(data, np.ndarray):
-        return data
-    with data:
-        if "x" in data.files:
-            return data["x"]
-        if set(input_names) <= set(data.files):
-            return {name: data[name] for name in input_names}
+    from snn2chip import data
+
+    arrays = data.read_arrays(path)
+    if isinstance(arrays, np.ndarray):
+        return arrays
+    if "x" in arrays:
+        return arrays["x"]
+    if set(input_names) <= set(arrays):
+        return {name: arrays[name] for name in input_names}
     raise ModelError(f"no array 'x' (nor arrays named after the Input nodes {input_names}) in the file", file=path)
 
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz so that ``path`` is either the complete file or untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _is_build(path: str) -> bool:
@@ -115,13 +102,23 @@ def _check_inputs(spec: str, net) -> np.ndarray:
 
 
 def _compile(args) -> int:
-    from snn2chip import compiler
-    graph, net, report = compiler.compile_file(args.model, args.target, _options(args))
+    from snn2chip import compiler, targets
+
+    target = targets.resolve(args.target_file or args.target)
+    graph, net, report = compiler.compile_file(args.model, target, _options(args), system=args.system)
     if args.check:
         x = _check_inputs(args.check, net)
         report["fidelity"] = compiler.fidelity(graph, net, x, args.steps, dt=args.dt)
+        # place again with the measured firing rates weighting the traffic
+        report["partition"] = compiler.partition_report(net, target, report["partition"]["system"],
+                                                        compiler.measured_rates(report["fidelity"]))
     compiler.write_build(args.output, net, report)
-    print(f"{args.model} -> {args.output}/network.h5 ({args.target}, shortcut strategy {report['strategy']})")
+    print(f"{args.model} -> {args.output}/network.h5 ({target.name}, shortcut strategy {report['strategy']})")
+    part = report["partition"]
+    print(f"  {part['cores']:,} cores on {part['chips_used']:,} of {part['system_chips']:,} chips ({part['system']}), "
+          f"cores / bound {part['cores_to_bound_ratio']:.3f} (bound {part['bounds']['volume']['cores']:,}); "
+          f"traffic between chips {part['traffic']['inter_chip']:,.0f} of {part['traffic']['inter_core']:,.0f} between "
+          f"cores ({part['traffic']['weighting']}); {args.output}/report.md")
     print(f"  {report['populations']} populations, {report['neurons']:,} neurons, {report['synapses']:,} synapses "
           f"({report['connections']:,} connections), {report['weight_memory_bytes']:,} bytes of weights, "
           f"pipeline depth {report['pipeline_depth']}")
@@ -132,6 +129,10 @@ def _compile(args) -> int:
         print(f"  {layer['population']}: {layer['kind']} scale {layer['scale']:g} vth {layer['vth']}{thr}; {errors}")
     for join in report["unaligned_joins"]:
         print(f"  warning: inputs of {join['population']} arrive after different hop counts {join['path_hops']}")
+    for clamp in report["range_clamps"]:
+        print(f"  warning: {clamp['population']}: scale {clamp['scale']:g} keeps the threshold resolved but guarantees "
+              f"only {100 * clamp['guaranteed_fraction']:.3g}% of the worst-case input {clamp['worst_case_input']:.4g} "
+              "per step; larger inputs wrap")
     if "fidelity" in report:
         fid = report["fidelity"]
         for layer in fid["layers"]:
@@ -143,7 +144,7 @@ def _compile(args) -> int:
 
 
 def _verify(args) -> int:
-    from snn2chip import compiler, data, frontend, verify
+    from snn2chip import compiler, data, frontend, targets, verify
 
     if args.update_golden and not args.golden:
         raise ModelError("--update-golden needs --golden FILE (the file to write)")
@@ -159,13 +160,14 @@ def _verify(args) -> int:
     setup = verify.settings(args.model, graph, dataset, args.data, args.steps, args.input_bits, args.input_scale)
     options = _options(argparse.Namespace(**{**vars(args), "steps": setup.steps, "input_bits": setup.input_bits,
                                              "input_scale": setup.input_scale}))
-    graph, net, compiled = compiler.compile_file(args.model, args.target, options)
-    result = verify.run(graph, net, dataset, setup, target=args.target, dt=args.dt, lava_samples=args.lava_samples,
+    target = targets.resolve(args.target_file or args.target)
+    graph, net, compiled = compiler.compile_file(args.model, target, options, system=args.system)
+    result = verify.run(graph, net, dataset, setup, target=target.name, dt=args.dt, lava_samples=args.lava_samples,
                         show_progress=sys.stderr.isatty())
-    report = {**result.report, "target": args.target, "strategy": compiled["strategy"],
+    report = {**result.report, "target": target.name, "strategy": compiled["strategy"],
               "compile": {k: compiled[k] for k in ("populations", "neurons", "synapses", "weight_memory_bytes")}}
     if args.golden:
-        meta = verify.golden_meta(args.model, args.target, options, result)
+        meta = verify.golden_meta(args.model, target.name, options, result)
         if args.update_golden:
             _write_atomic(Path(args.golden), verify.golden_arrays(meta, result))
             report["golden"] = {"file": args.golden, "status": "written",
@@ -187,9 +189,9 @@ def _verify(args) -> int:
 
 
 def _convert(args) -> int:
-    from snn2chip import convert
+    from snn2chip import convert, data
 
-    samples = convert.calibrate.load_samples(args.calib)
+    samples = data.load_samples(args.calib)
     result = convert.convert(args.model, samples, percentile=args.percentile, compensation=args.compensation,
                              shortcut_norm=not args.no_shortcut_norm, time_steps=args.steps, samples_file=args.calib)
     check = convert.agreement(result, args.model, samples, args.steps)[0] if args.steps is not None else None
@@ -207,14 +209,33 @@ def _convert(args) -> int:
     return 0
 
 
-def _not_implemented(args) -> int:
-    print(f"snn2chip {args.command}: not implemented yet", file=sys.stderr)
-    return EXIT_USAGE
+def _targets(args) -> int:
+    from snn2chip import targets
+
+    chosen = [targets.load_file(args.target_file)] if args.target_file else [targets.resolve(n) for n in targets.builtin()]
+    for t in chosen:
+        kernels = f"shared conv kernels ({t.kernel_entry_bits} bits per entry)" if t.shared_conv_kernels else \
+            "conv synapses stored one by one"
+        print(f"{t.name}: {t.description}  [{t.path}]")
+        print(f"  per core: {t.neurons:,} neurons, {t.synaptic_memory_bits // 8192:,} KiB synaptic memory "
+              f"({t.synapse_bits} bits per synapse; {kernels}), {t.fan_in_axons:,} fan-in / {t.fan_out_axons:,} "
+              f"fan-out axons")
+        print(f"  {t.cores_per_chip} cores per chip; {t.weight_bits}-bit weights, "
+              f"{f'{t.payload_bits}-bit graded spikes' if t.payload_bits else 'binary spikes only'}, delays up to "
+              f"{t.max_delay}")
+        print("  systems: " + ", ".join(f"{name} ({chips:,} chip{'s' * (chips > 1)}, {chips * t.cores_per_chip:,} cores)"
+                                        for name, chips in t.systems))
+    return 0
 
 
 def _add_compile_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that compiles (``compile``, ``verify``)."""
-    p.add_argument("--target", default="loihi2", help="target chip (default loihi2; the only one so far)")
+    p.add_argument("--target", default="loihi2",
+                   help="target chip: a built-in name (default loihi2; 'snn2chip targets' lists them) or a .toml file")
+    p.add_argument("--target-file", metavar="FILE.toml", help="a target description of your own (overrides --target; "
+                                                              "see targets/README.md)")
+    p.add_argument("--system", metavar="NAME", help="named system of the target (see 'snn2chip targets'; default: the "
+                                                    "smallest that fits)")
     p.add_argument("--dt", type=float, help="time step (default: graph metadata 'dt', else 1)")
     p.add_argument("--input-bits", type=int, default=0, metavar="B",
                    help="0 (default): inputs are binary spikes; else graded payloads of B bits")
@@ -239,11 +260,9 @@ def _options(args):
     """Compile :class:`~snn2chip.quantize.Options` from the parsed shared options."""
     from snn2chip.quantize import Options
 
-    calibration = None
-    if args.calib:
-        calibration = _read_inputs(args.calib, [])
-        if not isinstance(calibration, np.ndarray):
-            raise ModelError("calibration data must be one array 'x'", file=args.calib)
+    from snn2chip import data
+
+    calibration = data.load_samples(args.calib) if args.calib else None
     return Options(dt=args.dt, input_scale=args.input_scale, input_bits=args.input_bits, steps=args.steps,
                    strategy=args.strategy, align=not args.no_align, split_signs=not args.no_split_signs,
                    calibration=calibration)
@@ -253,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="snn2chip",
         description="Compile residual spiking neural networks (NIR or ONNX) to Loihi through Lava.",
-        epilog="Exit codes: 0 success, 1 a problem with the model or data, 2 usage error or not implemented yet.",
+        epilog="Exit codes: 0 success, 1 a problem with the model or data (or a failed verify check), 2 usage error.",
     )
     from snn2chip import __version__
 
@@ -300,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="BUILD", help="output folder")
     _add_compile_options(p)
     p.add_argument("--check", metavar="FILE|random:N",
-                   help="measure float-vs-chip fidelity on these inputs (or N random spike trains) into report.json")
+                   help="measure float-vs-chip fidelity on these inputs (or N random spike trains) into report.json; "
+                        "the measured firing rates then weight the traffic when cores are placed on chips")
     p.set_defaults(func=_compile)
 
     p = sub.add_parser("verify", help="compile, then compare float reference, chip simulator, Lava and a golden file",
@@ -364,10 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="identity shortcuts carry unscaled spikes (no Scale(lambda_in/lambda_out)): the naive conversion")
     p.set_defaults(func=_convert)
 
-    p = sub.add_parser("targets", help="list the known target chips and systems (not implemented yet)",
-                       description="List target chips and systems with their resources. Not implemented yet: "
-                                   "exits with code 2.")
-    p.set_defaults(func=_not_implemented)
+    p = sub.add_parser("targets", help="list the known target chips and systems",
+                       description="List the built-in target chips (targets/*.toml) with their per-core resources, "
+                                   "limits and named systems, or check and list one target file of your own.")
+    p.add_argument("--target-file", metavar="FILE.toml", help="check and list this target file instead")
+    p.set_defaults(func=_targets)
     return parser
 
 

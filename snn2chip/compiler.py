@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from snn2chip import chip, frontend, lower, neurons, partition, reference, repor
 from snn2chip import targets as target_files
 from snn2chip.chip import ChipNet
 from snn2chip.errors import ModelError
+from snn2chip.files import atomic_dir
 from snn2chip.graph import Graph
 from snn2chip.quantize import Options, compile_graph
 
@@ -169,21 +168,12 @@ def compile_file(model: str | Path, target: str | Path | target_files.Target = "
 def write_build(out_dir: str | Path, net: ChipNet, report: dict) -> None:
     """Write ``network.h5``, ``report.json`` and, with a partition, ``report.md`` and
     ``core_utilisation.png`` into ``out_dir``, replacing it only when complete."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_dir(out_dir) as tmp:
         chip.save(net, tmp / "network.h5")
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         if "partition" in report:
             (tmp / "report.md").write_text(report_md.markdown(report))
             report_md.utilisation_png(report["partition"], tmp / report_md.PNG)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def load_build(path: str | Path) -> ChipNet:

@@ -79,24 +79,40 @@ def _layouts(shape: tuple[int, ...]) -> str:
     return f"(samples, {dims}) (held constant) or (samples, steps, {dims}) (one value per step)"
 
 
-def load_npz(path: str | Path, input_shape: tuple[int, ...]) -> Dataset:
-    """Read and check an ``.npz`` file for a model whose input has shape ``input_shape``."""
+def read_arrays(path: str | Path) -> np.ndarray | dict[str, np.ndarray]:
+    """The array of an ``.npy`` file, or the arrays of an ``.npz`` file by name; one-line errors."""
     file = str(path)
     if not Path(path).is_file():
         raise ModelError("no such file", file=file)
     try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"not an .npz file ({e})", file=file) from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            return {name: loaded[name] for name in loaded.files}
+    except (OSError, ValueError) as e:  # not numpy, or object arrays
+        raise ModelError(f"not a readable .npy or .npz file ({' '.join(str(e).split())})", file=file) from None
+
+
+def load_samples(path: str | Path) -> np.ndarray:
+    """Samples (e.g. for calibration) from an ``.npy`` file, or the array ``x`` of an ``.npz``."""
+    arrays = read_arrays(path)
+    if isinstance(arrays, np.ndarray):
+        return arrays
+    if "x" not in arrays:
+        raise ModelError(f"no array 'x' in the file (it has {', '.join(arrays) or 'none'})", file=str(path))
+    return arrays["x"]
+
+
+def load_npz(path: str | Path, input_shape: tuple[int, ...]) -> Dataset:
+    """Read and check an ``.npz`` file for a model whose input has shape ``input_shape``."""
+    file = str(path)
+    arrays = read_arrays(path)
+    if isinstance(arrays, np.ndarray):
         raise ModelError("a .npy file holds one array: save 'x' (and 'y') with numpy.savez", file=file)
-    with archive:
-        if "x" not in archive.files:
-            raise ModelError(f"no array 'x' (arrays: {', '.join(archive.files) or 'none'})", file=file)
-        try:
-            x, y = archive["x"], archive["y"] if "y" in archive.files else None
-        except ValueError as e:  # object arrays
-            raise ModelError(f"unreadable array ({e})", file=file) from None
+    if "x" not in arrays:
+        raise ModelError(f"no array 'x' (arrays: {', '.join(arrays) or 'none'})", file=file)
+    x, y = arrays["x"], arrays.get("y")
     if x.dtype.kind not in "biuf":
         raise ModelError(f"'x' has dtype {x.dtype}; expected numbers", file=file)
     if x.shape[1:] != tuple(input_shape) and x.shape[2:] != tuple(input_shape):

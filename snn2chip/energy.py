@@ -14,7 +14,7 @@ gains), so the ``loihi2`` target uses the Loihi 1 figures, marked as an estimate
 
 Model: synaptic ops x 23.6 pJ + neuron updates (active: the neuron spiked that step; else
 inactive) + one within-tile spike message per spike and outgoing synapse group. Tile hops are
-not counted (no placement yet), static power neither: a lower-bound estimate of dynamic energy.
+not counted (the energy of a hop is not public for Loihi 2), static power neither: a lower-bound estimate of dynamic energy.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def estimate(target: str, synops: float, neuron_updates: float, spikes: float, m
         "neuron_j": spikes * figures.neuron_update_active + (neuron_updates - spikes) * figures.neuron_update_inactive,
         "spike_messages_j": messages * figures.spike_message,
     }
-    note = ("dynamic energy lower bound: no tile hops (no placement yet), no static power"
+    note = ("dynamic energy lower bound: no tile hops, no static power"
             + ("" if own else f"; {target} per-operation energies are not published: {figures.name} figures used as an estimate"))
     return {
         **parts,

@@ -83,7 +83,8 @@ def _build(net: ChipNet, sample: dict[str, np.ndarray], steps: int, record, prob
                         padding=g.padding[::-1], stride=g.stride[::-1], dilation=g.dilation[::-1], groups=g.groups,
                         num_message_bits=bits)
             procs[g.src].s_out.connect(conn.s_in)
-            conn.a_out.connect(procs[g.dst].a_in)
+            # (O, 1, 1) -> (O,): Lava's (1, 1, O) and (O,) share the flat order
+            (conn.a_out if len(dst.shape) == 3 else conn.a_out.reshape(lava_shape(dst.shape))).connect(procs[g.dst].a_in)
             continue
         rows, cols = nir_index(dst.shape), nir_index(src.shape)
         if g.kind == "sparse":

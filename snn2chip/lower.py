@@ -8,7 +8,10 @@ destination, every chain of stateless nodes from a source population (a join ups
 conv yields one path per addend: conv(A + S) = conv(A) + conv(S)); :func:`lower_path` turns one
 chain into a float :class:`FloatGroup` (a conv kernel when the chain is a convolution, after
 folding Scales and composing a preceding non-overlapping pool; one-to-one weights when it is only
-Scales/Flattens; otherwise a dense matrix obtained by pushing unit vectors through the chain);
+Scales/Flattens; otherwise a dense matrix obtained by pushing unit vectors through the chain, or,
+where that matrix or its ``n_src**2`` unit vectors would exceed ``MAX_DENSE`` entries, a
+convolution for a lone pool or a
+``[pool] Flatten Affine`` readout);
 :func:`population_bias` evaluates the stateless region with all sources at zero.
 Output nodes fed by a stateless chain get a relay population (an exact linear readout).
 """
@@ -25,14 +28,15 @@ from snn2chip import neurons, reference, shapes, shortcuts
 from snn2chip.graph import Graph, make_graph
 
 STATELESS = (nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten)
-MAX_DENSE = 2**25  # entries of a dense float matrix built by push-through
+MAX_DENSE = 2**25  # entries of a dense float matrix built by push-through (and of its unit vectors)
 
 
 @dataclasses.dataclass(frozen=True)
 class FloatGroup:
     """A linear synapse map from population ``src`` to ``dst`` in float, before quantization.
 
-    ``kind`` 'conv' (``weights`` (O, I/groups, kH, kW) and the conv parameters), 'dense'
+    ``kind`` 'conv' (``weights`` (O, I/groups, kH, kW) and the conv parameters; the output
+    (O, oH, oW) is the destination's shape, or its size when that is (O,) and oH = oW = 1), 'dense'
     (``weights`` (dst.size, src.size)) or 'diag' (``weights`` (src.size,), one-to-one).
     ``nodes`` are the NIR nodes the map came from.
     """
@@ -142,28 +146,83 @@ def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatG
     padding = shapes.conv_padding(conv, 2)
     dilation = shapes.ints(conv.dilation, 2, "dilation")
     if pool:
-        node = graph.nodes[pool[0]]
-        k = shapes.ints(node.kernel_size, 2, "kernel_size")
-        s = shapes.ints(node.stride, 2, "stride")
-        size = graph.in_shapes[pool[0]][1:]
-        exact = (
-            dilation == (1, 1)
-            and shapes.ints(node.padding, 2, "padding") == (0, 0)
-            and all((n - kk) % ss == 0 for n, kk, ss in zip(size, k, s))
-            and (k == s or padding == (0, 0))
-        )
-        if not exact:
+        composed = _compose_pool(graph, pool[0], weights, stride, padding, dilation)
+        if composed is None:
             return None
-        share = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (k[0] * k[1])
-        kh, kw = weights.shape[2:]
-        composed = np.zeros((*weights.shape[:2], (kh - 1) * s[0] + k[0], (kw - 1) * s[1] + k[1]))
-        for a in range(kh):
-            for b in range(kw):
-                composed[:, :, a * s[0] : a * s[0] + k[0], b * s[1] : b * s[1] + k[1]] += weights[:, :, a : a + 1, b : b + 1] * share
-        weights = composed
-        stride = (stride[0] * s[0], stride[1] * s[1])
-        padding = (padding[0] * s[0], padding[1] * s[1])
+        weights, stride, padding = composed
     return FloatGroup(src, dst, "conv", weights, chain, stride, padding, dilation, groups)
+
+
+def _compose_pool(graph: Graph, pool: str, weights: np.ndarray, stride, padding, dilation):
+    """A convolution (``weights``, ``stride``, ``padding``, ``dilation``) applied after the pool
+    node ``pool``, as one convolution on the pool's input: ``(weights, stride, padding)``, or None
+    when that is not exact (a padded pool, a dilated conv, a pool window that does not tile its
+    input, or an overlapping pool before a padded conv)."""
+    node = graph.nodes[pool]
+    k = shapes.ints(node.kernel_size, 2, "kernel_size")
+    s = shapes.ints(node.stride, 2, "stride")
+    size = graph.in_shapes[pool][1:]
+    exact = (
+        dilation == (1, 1)
+        and shapes.ints(node.padding, 2, "padding") == (0, 0)
+        and all((n - kk) % ss == 0 for n, kk, ss in zip(size, k, s))
+        and (k == s or padding == (0, 0))
+    )
+    if not exact:
+        return None
+    share = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (k[0] * k[1])
+    kh, kw = weights.shape[2:]
+    composed = np.zeros((*weights.shape[:2], (kh - 1) * s[0] + k[0], (kw - 1) * s[1] + k[1]))
+    for a in range(kh):
+        for b in range(kw):
+            composed[:, :, a * s[0] : a * s[0] + k[0], b * s[1] : b * s[1] + k[1]] += weights[:, :, a : a + 1, b : b + 1] * share
+    return composed, (stride[0] * s[0], stride[1] * s[1]), (padding[0] * s[0], padding[1] * s[1])
+
+
+def _fc_as_conv(graph: Graph, pops: dict[str, str], src: str, dst: str, chain: tuple[str, ...]) -> FloatGroup | None:
+    """The chain [Scale*] [pool] [Scale*] Flatten [Scale*] Affine|Linear [Scale*] from a
+    ``(C, H, W)`` population as one convolution whose kernel covers the whole (pooled) input,
+    output ``(N, 1, 1)`` in the order of the destination's ``(N,)``; or None. A global average
+    pool readout so needs ``N*C*H*W`` kernel entries, never a dense push-through. Scales before
+    the pool must be per channel; the others may vary per element."""
+    nodes = [graph.nodes[n] for n in chain]
+    flat = [i for i, n in enumerate(nodes) if isinstance(n, nir.Flatten)]
+    fc = [i for i, n in enumerate(nodes) if isinstance(n, (nir.Affine, nir.Linear))]
+    if len(flat) != 1 or len(fc) != 1 or flat[0] > fc[0] or len(graph.out_shapes[pops[src]]) != 3:
+        return None
+    before, mid, after = chain[: flat[0]], chain[flat[0] + 1 : fc[0]], chain[fc[0] + 1 :]
+    pool = [n for n in before if isinstance(graph.nodes[n], (nir.SumPool2d, nir.AvgPool2d))]
+    if len(pool) > 1 or any(not isinstance(graph.nodes[n], nir.Scale) for n in (*before, *mid, *after) if n not in pool):
+        return None
+    pooled = graph.out_shapes[chain[flat[0]]]
+    if len(pooled) != 1:
+        return None
+
+    def factor(name: str) -> np.ndarray:
+        return np.broadcast_to(np.asarray(graph.nodes[name].scale, dtype=np.float64), graph.in_shapes[name])
+
+    weights = np.asarray(graph.nodes[chain[fc[0]]].weight, dtype=np.float64).copy()
+    for name in mid:
+        weights *= factor(name).reshape(1, -1)
+    for name in after:
+        weights *= factor(name).reshape(-1, 1)
+    weights = weights.reshape(len(weights), *graph.in_shapes[chain[flat[0]]])
+    at = before.index(pool[0]) if pool else 0
+    for name in before[at:]:
+        if name not in pool:
+            weights *= factor(name)
+    stride, padding = (1, 1), (0, 0)
+    if pool:
+        channel = [_elementwise_scale(graph, n) for n in before[:at]]
+        if any(c is None for c in channel):
+            return None
+        for c in channel:
+            weights *= c[:, None, None]
+        composed = _compose_pool(graph, pool[0], weights, stride, padding, (1, 1))
+        if composed is None:
+            return None
+        weights, stride, padding = composed
+    return FloatGroup(src, dst, "conv", weights, chain, stride, padding)
 
 
 def _pool_as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatGroup | None:
@@ -191,20 +250,32 @@ def relay_conv_chains(graph: Graph) -> Graph:
     only, when that output is too large for the composed map to be lowered as a dense matrix
     (``size**2 > MAX_DENSE``): a chain of convolutions is not one convolution at the borders
     (zero padding between them), so a graded relay (:func:`shortcuts.is_relay`) carries each
-    conv's output exactly, and each hop stays a convolution. Smaller chains are left to
-    :func:`lower_path`. The float meaning is unchanged (relays are identity Scales)."""
+    conv's output exactly, and each hop stays a convolution. Likewise after every pool that
+    reaches an Affine/Linear when ``in size * out size > MAX_DENSE`` (a global average pool
+    before the classifier): the pool becomes a depthwise conv into the relay and the classifier
+    a small dense map, instead of one kernel of ``N*C*H*W`` entries with a fan-in of ``C*H*W``
+    per neuron. Smaller chains are left to :func:`lower_path`. The float meaning is unchanged
+    (relays are identity Scales)."""
 
-    memo: dict[str, bool] = {}
+    memo: dict[tuple, bool] = {}
 
-    def feeds_conv(name: str) -> bool:
-        if name not in memo:
+    def feeds(name: str, kinds: tuple) -> bool:
+        """Whether ``name``'s output reaches a node of ``kinds`` through stateless non-relay nodes."""
+        if (name, kinds) not in memo:
             nexts = [s for s in graph.successors(name) if (name, s) not in graph.recurrent]
-            memo[name] = any(isinstance(graph.nodes[s], nir.Conv2d) or (isinstance(graph.nodes[s], STATELESS) and
-                             not shortcuts.is_relay(graph.nodes[s]) and feeds_conv(s)) for s in nexts)
-        return memo[name]
+            memo[name, kinds] = any(isinstance(graph.nodes[s], kinds) or (isinstance(graph.nodes[s], STATELESS) and
+                                    not shortcuts.is_relay(graph.nodes[s]) and feeds(s, kinds)) for s in nexts)
+        return memo[name, kinds]
 
-    chained = [n for n, node in graph.nodes.items() if isinstance(node, nir.Conv2d)
-               and int(np.prod(graph.out_shapes[n])) ** 2 > MAX_DENSE and feeds_conv(n)]
+    def size(shape) -> int:
+        return int(np.prod(shape))
+
+    chained = [n for n, node in graph.nodes.items()
+               if (isinstance(node, nir.Conv2d) and size(graph.out_shapes[n]) ** 2 > MAX_DENSE
+                   and feeds(n, (nir.Conv2d,)))
+               or (isinstance(node, (nir.SumPool2d, nir.AvgPool2d))
+                   and size(graph.in_shapes[n]) * size(graph.out_shapes[n]) > MAX_DENSE
+                   and feeds(n, (nir.Affine, nir.Linear)))]
     if not chained:
         return graph
     nodes, edges = dict(graph.nodes), list(graph.edges)
@@ -227,13 +298,14 @@ def lower_path(graph: Graph, pops: dict[str, str], src: str, dst: str, chain: tu
     if conv is not None:
         return conv
     n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
-    if n_src * n_dst > MAX_DENSE:
-        pool = _pool_as_conv(graph, src, dst, chain)
-        if pool is not None:
-            return pool
+    if n_src * max(n_src, n_dst) > MAX_DENSE:  # the push-through's unit vectors or its result
+        conv = _fc_as_conv(graph, pops, src, dst, chain) or _pool_as_conv(graph, src, dst, chain)
+        if conv is not None:
+            return conv
         raise graph.error(
-            f"the synapses from '{src}' through {', '.join(chain)} would need a dense {n_dst}x{n_src} matrix; "
-            "only convolutions (optionally after a non-overlapping pool) are lowered without one",
+            f"the synapses from '{src}' through {', '.join(chain)} would need a dense {n_dst}x{n_src} matrix "
+            f"pushed through from {n_src} unit vectors; "
+            "only convolutions (optionally after a pool), pools, and [pool] flatten fc readouts are lowered without one",
             node=dst_node,
         )
     basis = torch.cat([torch.zeros((1, n_src)), torch.eye(n_src)]).to(torch.float64).reshape(-1, *src_shape)

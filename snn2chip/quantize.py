@@ -5,11 +5,23 @@ units: ``v_chip = 64 * alpha * v``, so a synaptic input of float value ``x`` arr
 ``a_in = alpha * c * x`` with ``c`` the neuron's input gain (``dt*r`` or ``dt/tau*r``, times
 ``dt/tau_syn*w_in`` with a synaptic current). ``alpha`` is the largest power of two that keeps
 the per-step input below 2**17 (u never wraps), the membrane before a spike below 2**17
-(v never clips upwards; with reset by subtraction, an input above the threshold accumulates
-over ``steps`` steps), integrating read-outs within range for ``steps`` steps, and the
+(v never clips upwards, except with reset by subtraction under an input that stays above the
+threshold: v then saturates at the clip where the float model keeps growing, while the neuron
+fires every step in both), integrating read-outs within range for ``steps`` steps, and the
 threshold within 17 bits. Thresholds become ``vth = floor(alpha * theta)``: exact, for ``>`` and
 for the ``>=`` that exporters encode as ``> nextafter(theta, -inf)``, whenever v stays a multiple
 of 64 (no leak, biases multiples of 64), because then ``v_chip/64`` is an integer.
+
+Range clamp: those bounds take the worst case (every input at its largest magnitude, signs
+adding up, compounded through every real-valued relay hop), which for deep or random-weight
+networks exceeds actual inputs by orders of magnitude. Where it would leave a threshold below
+``MIN_VTH = 64`` chip units, alpha is instead the smallest power of two giving ``vth >= 64``
+(theta resolved to 1/64, as far as the weight and threshold limits allow); the layer's report
+entry gets ``range_clamped``, ``worst_case_input`` (per step, float membrane units) and
+``guaranteed_fraction`` (the largest worst-case-safe scale over the one used: inputs above that
+fraction of the worst case may wrap u or clip v), and the report lists it under
+``range_clamps``. A relay passes on at most the range its payload carries at its scale
+(``RELAY_LIMIT / alpha``).
 
 Each synapse group gets its own exponent ``e`` so that its largest weight uses the full 8-bit
 mantissa: ``weights = round(alpha*c*W / 2**e)``. Mixed-sign weights are split by default into an
@@ -149,7 +161,7 @@ def _step_input_bounds(fg: lower.FloatGroup, x_max: float, signed: bool, shape) 
     if fg.kind == "conv":
         pos = np.clip(w, 0, None).reshape(w.shape[0], -1).sum(1)
         neg = np.clip(w, None, 0).reshape(w.shape[0], -1).sum(1)
-        pos, neg = (np.broadcast_to(a[:, None, None], shape).reshape(-1) for a in (pos, neg))
+        pos, neg = (np.broadcast_to(a.reshape(-1, *(1,) * (len(shape) - 1)), shape).reshape(-1) for a in (pos, neg))
     elif fg.kind == "diag":
         pos, neg = np.clip(w, 0, None), np.clip(w, None, 0)
     else:
@@ -163,31 +175,45 @@ def _step_input_bounds(fg: lower.FloatGroup, x_max: float, signed: bool, shape) 
 MAX_WEIGHT = (2**loihi.WEIGHT_BITS - 2) * 2 ** WEIGHT_EXP_RANGE[1]  # largest weight in chip units
 # |a_in| <= 63 keeps |v| = 64 |a_in| < 4096, which the dv = 4095 decay truncates to 0 next step
 MEMORYLESS_INPUT = 63
+MIN_VTH = 2**6  # smallest threshold (chip units) a range clamp accepts: theta resolved to 1/64
 
 
-def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int, weight: float) -> float:
-    """The power-of-two alpha (see module docstring); ``weight`` is the largest float weight times gain."""
-    bounds = [MAX_WEIGHT / weight] if weight > 0 else []
+def _choose_scale(neuron: _Neuron, pos: float, neg: float, steps: int, weight: float) -> tuple[float, float]:
+    """The power-of-two alpha (see module docstring) and the fraction of it that the worst-case
+    input per step allows (1: the worst case is guaranteed). ``weight`` is the largest float
+    weight times gain. Range clamp: for a threshold, alpha is never below the smallest power of
+    two giving ``vth >= MIN_VTH``, as far as the weight and threshold limits allow; the
+    fraction is then below 1."""
+    hard = [MAX_WEIGHT / weight] if weight > 0 else []  # limits that no input range relaxes
+    ranged = []  # limits from the worst-case input per step
     per_step = max(pos, neg)
     if neuron.memoryless and per_step > 0:
-        bounds.append(MEMORYLESS_INPUT / per_step)
+        ranged.append(MEMORYLESS_INPUT / per_step)
     if neuron.syn_decay is not None and neuron.syn_decay < 1:
         per_step /= 1 - neuron.syn_decay  # the synaptic current accumulates
     if per_step > 0:
-        bounds.append(U_LIMIT / per_step)
+        ranged.append(U_LIMIT / per_step)
     if neuron.theta is not None:
-        # v before a spike; reset by subtraction sheds at most theta per step, so a larger
-        # input accumulates for up to ``steps`` steps
-        growth = steps * max(per_step - neuron.theta, 0) if neuron.subtract else 0
-        bounds.append(U_LIMIT / (abs(neuron.theta) + per_step + growth))
+        # v before a spike (with reset by subtraction, an input that stays above theta keeps
+        # raising v, up to the chip's clip: the neuron fires every step either way)
+        ranged.append(U_LIMIT / (abs(neuron.theta) + per_step))
         if neuron.theta > 0:
-            bounds.append(loihi.VTH_MAX / neuron.theta)
+            hard.append(loihi.VTH_MAX / neuron.theta)
     elif neuron.relay and per_step > 0:
-        bounds.append(RELAY_LIMIT / per_step)
+        ranged.append(RELAY_LIMIT / per_step)
     elif per_step > 0:
         horizon = steps if neuron.decay >= 1 else min(steps, 1 / (1 - neuron.decay))
-        bounds.append(U_LIMIT / (per_step * horizon))
-    bound = min(bounds, default=2.0**20)
+        ranged.append(U_LIMIT / (per_step * horizon))
+    alpha = _power_below(min(hard + ranged, default=2.0**20))
+    if neuron.theta is not None and neuron.theta > 0:
+        floor = min(2.0 ** math.ceil(math.log2(MIN_VTH / neuron.theta)), _power_below(min(hard)))
+        if alpha < floor:
+            return floor, min(ranged) / floor
+    return alpha, 1.0
+
+
+def _power_below(bound: float) -> float:
+    """The largest power of two not above ``bound``."""
     return 2.0 ** math.floor(math.log2(bound))
 
 
@@ -395,6 +421,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
     layers = []
     depth: dict[str, int] = {}
     unaligned = []
+    clamped = []
     for pop, node in pops.items():
         shape = graph.out_shapes[node]
         if isinstance(graph.nodes[node], nir.Input):
@@ -416,15 +443,21 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
         weight = max([float(np.abs(bias).max(initial=0))]
                      + [float(np.abs(fg.weights).max(initial=0)) * neuron.gain / _input_scale(graph, pops, src, options, populations)
                         for src, _, _, fg in incoming])
-        alpha = _choose_scale(neuron, float(pos.max(initial=0)), float(neg.max(initial=0)), options.steps, weight)
+        worst = max(float(pos.max(initial=0)), float(neg.max(initial=0)))
+        alpha, guaranteed = _choose_scale(neuron, float(pos.max(initial=0)), float(neg.max(initial=0)), options.steps,
+                                          weight)
         if shortcuts.is_relay(graph.nodes[node]):
             # never below a relay it reads: relay-to-relay weights are then 2**k >= 1, exact (a right
             # shift would floor the carried sum at every hop)
             upstream = [populations[src].scale for src, *_ in incoming if src in ranges]
             sources = [(fg, _input_scale(graph, pops, src, options, populations)) for src, *_, fg in incoming]
             alpha = min(alpha, max([_relay_scale(sources, bias), *upstream]))
-            ranges[pop] = max(float(pos.max(initial=0)), float(neg.max(initial=0)))
+            ranges[pop] = min(worst, RELAY_LIMIT / alpha)  # a payload carries no more at this scale
         entry = {"population": pop, "nir_node": node, "neurons": int(np.prod(shape)), "scale": alpha, "groups": []}
+        if guaranteed < 1:
+            clamp = {"worst_case_input": worst, "guaranteed_fraction": guaranteed}
+            entry.update(range_clamped=True, **clamp)
+            clamped.append({"population": pop, "scale": alpha, **clamp})
         correction = np.zeros(shape)
         forward = {depth[src] + 1 for src, _, rec, _ in incoming if not rec and src in depth}
         depth[pop] = max(forward, default=1)
@@ -471,6 +504,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
     report = {
         "layers": layers,
         "unaligned_joins": unaligned,
+        "range_clamps": clamped,
         "pipeline_depth": net.pipeline_depth,
         "strategy": options.strategy,
         "split_signs": options.split_signs,

@@ -12,6 +12,10 @@ from snn2chip.plots import _pyplot
 PNG = "core_utilisation.png"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def _table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -23,11 +27,11 @@ def markdown(report: dict) -> str:
     part = report["partition"]
     bounds = part["bounds"]
     lines = [
-        f"# {report['model']} on {part['target']} ({part['system']}, {part['system_chips']:,} chips)", "",
+        f"# {report['model']} on {part['target']} ({part['system']}, {_count(part['system_chips'], 'chip')})", "",
         f"{report['populations']:,} populations, {report['neurons']:,} neurons, {report['synapses']:,} stored synapses, "
         f"pipeline depth {report['pipeline_depth']}, shortcut strategy {report['strategy']}.", "",
         "## Cores", "",
-        f"**{part['cores']:,} cores** on **{part['chips_used']:,} chips** ({part['tiles']:,} tiles); "
+        f"**{_count(part['cores'], 'core')}** on **{_count(part['chips_used'], 'chip')}** ({part['tiles']:,} tiles); "
         f"volume bound {bounds['volume']['cores']:,}, one-layer-per-core bound {bounds['one_layer_per_core']['cores']:,}; "
         f"**cores / bound = {part['cores_to_bound_ratio']:.3f}** "
         f"(/ one-layer-per-core bound: {part['cores_to_layer_bound_ratio']:.3f}).", "",
@@ -62,7 +66,8 @@ def utilisation_png(part: dict, path: str | Path) -> None:
     for edge in np.flatnonzero(np.diff(chips[order])):
         ax.axvline(edge + 0.5, color="white", linewidth=0.6)
     ax.set_yticks(range(len(RESOURCES)), [r.replace("_", " ") for r in RESOURCES])
-    ax.set_xlabel(f"core ({part['cores']:,} cores on {part['chips_used']:,} chips; white lines separate chips)")
+    ax.set_xlabel(f"core ({_count(part['cores'], 'core')} on {_count(part['chips_used'], 'chip')}; "
+                  "white lines separate chips)")
     ax.set_title(f"Core utilisation on {part['target']} (cores / bound {part['cores_to_bound_ratio']:.3f})")
     fig.colorbar(image, ax=ax, label="fraction of capacity")
     fig.tight_layout()

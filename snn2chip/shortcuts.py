@@ -70,7 +70,8 @@ def insert_relays(graph: Graph) -> Graph:
 
     An identity Scale that is itself a join (the MS stream node) is marked as the relay; a join at
     the input of another stateless node gets a new relay ``<first addend>.sum<k>``, shared by
-    all joins with the same addends. Joins into neurons need no relay (the neuron sums).
+    all joins with the same addends and built on the largest earlier relay whose addends it
+    contains. Joins into neurons need no relay (the neuron sums).
     """
     nodes = dict(graph.nodes)
     edges = list(graph.edges)
@@ -82,11 +83,15 @@ def insert_relays(graph: Graph) -> Graph:
         if _identity_stream(node):
             nodes[join.node] = nir.Scale(scale=np.asarray(node.scale), metadata={**node.metadata, RELAY_KEY: True})
             continue
-        key = tuple(sorted(join.inputs))
+        key = frozenset(join.inputs)
         if key not in shared:
             shared[key] = relay = f"{join.inputs[0]}.sum{len(shared)}"
             nodes[relay] = nir.Scale(scale=np.ones(graph.in_shapes[join.node]), metadata={RELAY_KEY: True})
-            edges += [(src, relay) for src in join.inputs]
+            # chain: the largest earlier sum whose addends are all here carries them (a flattened
+            # SEW ADD stage: sum_k = sum_k-1 + A_k), so each relay reads O(1) sources, not O(k)
+            base = max((k for k in shared if k < key), key=len, default=frozenset())
+            sources = ([shared[base]] if base else []) + [src for src in join.inputs if src not in base]
+            edges += [(src, relay) for src in sources]
         edges = [e for e in edges if not (e[1] == join.node and e[0] in join.inputs)]
         edges.append((shared[key], join.node))
     return make_graph(nodes, edges, graph.metadata, graph.source)

@@ -62,7 +62,7 @@ class _Group:
         g = self.g
         x = sent.to(self.dtype)  # binary sources send 0/1 already
         if g.kind == "conv":
-            y = F.conv2d(x, self.weights, None, g.stride, g.padding, g.dilation, g.groups)
+            y = F.conv2d(x, self.weights, None, g.stride, g.padding, g.dilation, g.groups).reshape(self.out_shape)
             self.pending[0] += y.to(torch.int32) if self.small else loihi.conv_output(y)
             return
         flat = x.reshape(x.shape[0], -1)

@@ -21,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,7 @@ from snn2chip import chip, compiler, energy, progress, simulator
 from snn2chip.chip import ChipNet, SynapseGroup
 from snn2chip.data import Dataset
 from snn2chip.errors import ModelError
+from snn2chip.files import atomic_dir
 from snn2chip.graph import Graph
 
 DEFAULT_MIN_AGREEMENT = 0.95
@@ -384,16 +383,7 @@ def write_dir(out_dir: str | Path, report: dict, result: Result) -> None:
     """Write ``report.json``, ``rates.png`` and ``raster.png`` into ``out_dir``, replacing it only when complete."""
     from snn2chip import plots
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_dir(out_dir) as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         plots.firing_rates(report["layers"], tmp / "rates.png")
         plots.raster(result.raster, report["pipeline_depth"], tmp / "raster.png")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)

@@ -62,13 +62,6 @@ def test_model_errors_exit_1_without_traceback(capsys, tmp_nir):
     assert err == f"snn2chip: error: {path}: node 'fc': parameter 'weight' has 1 NaN or infinite value\n"
 
 
-@pytest.mark.parametrize("command", ["convert", "targets"])
-def test_later_commands_say_not_implemented(capsys, command):
-    args = [command] if command == "targets" else [command, "model"]
-    code, out, err = cli(capsys, *args)
-    assert code == 2 and err == f"snn2chip {command}: not implemented yet\n"
-
-
 @pytest.mark.parametrize("command", ["inspect", "run", "compile", "verify", "convert", "targets"])
 def test_every_command_has_help(capsys, command):
     with pytest.raises(SystemExit) as info:

@@ -35,7 +35,10 @@ def test_exactly_representable_if_network_compiles_exactly(reset):
     """Weights on the 8-bit grid, strict and >= thresholds, NIR's reset or reset by subtraction:
     chip spikes equal float spikes, shifted by D."""
     rng = np.random.default_rng(0)
-    w1 = rng.integers(-30, 61, (6, 5)) * 2 / 128.0  # even mantissas: exact for mixed-sign 8-bit weights
+    # even mantissas: exact for mixed-sign 8-bit weights; smaller weights with reset by subtraction,
+    # whose membrane would otherwise keep growing past the chip's clip
+    gain = 2 / 128 if reset == "value" else 2 / 512
+    w1 = rng.integers(-30, 61, (6, 5)) * gain
     w2 = rng.integers(-20, 61, (3, 6)) * 2 / 128.0
     meta = {"reset": reset}
     nodes, edges = chain(
@@ -341,3 +344,78 @@ def test_ms_stream_relays_keep_fan_in_constant():
     for name in lif:
         np.testing.assert_array_equal(sim[name][:1], lava[name], err_msg=name)
     assert sim["last"].any()
+
+
+def test_worst_case_range_that_hides_the_threshold_is_clamped(capsys, tmp_path, tmp_nir):
+    """Graded inputs up to 127 through weights 5: worst case 2540 per step would allow alpha 32
+    (vth 32 for theta 1); the clamp takes alpha 64 (vth 64) and reports what it guarantees."""
+    nodes, edges = chain(("fc", nir.Linear(weight=np.full((1, 4), 5.0))), ("n", nir.IF(r=np.ones(1), v_threshold=np.ones(1))),
+                         out=(1,))
+    options = Options(input_bits=8, input_scale=1)
+    net, report = compile_graph(make_graph(nodes, edges), options)
+    fraction = 131071 / (1 + 2540) / 64
+    layer, = report["layers"]
+    assert (layer["scale"], layer["vth"], net.populations["n"].vth) == (64, 64, 64)
+    assert (layer["range_clamped"], layer["worst_case_input"], layer["guaranteed_fraction"]) == (True, 2540.0, fraction)
+    assert report["range_clamps"] == [{"population": "n", "scale": 64.0, "worst_case_input": 2540.0,
+                                       "guaranteed_fraction": fraction}]
+    weaker, report = compile_graph(make_graph(*chain(("fc", nir.Linear(weight=np.full((1, 4), 3.0))),
+                                                     ("n", nir.IF(r=np.ones(1), v_threshold=np.ones(1))), out=(1,))), options)
+    assert report["range_clamps"] == [] and "range_clamped" not in report["layers"][0]  # 1524 per step: alpha 64 anyway
+    assert weaker.populations["n"].vth == 64
+    capsys.readouterr()
+    assert main(["compile", str(tmp_nir(nodes, edges)), "-o", str(tmp_path / "b"), "--input-bits", "8",
+                 "--input-scale", "1"]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert warnings == ["  warning: n: scale 64 keeps the threshold resolved but guarantees only 80.6% of the "
+                        "worst-case input 2540 per step; larger inputs wrap"]
+
+
+@pytest.mark.parametrize("pool", ["global", "2x2", None])
+def test_pool_flatten_fc_readout_becomes_one_exact_conv(monkeypatch, pool):
+    """[pool] Flatten Linear from a (C, H, W) population, too large for a dense matrix (MAX_DENSE
+    lowered to 100 here), is one conv whose kernel covers the input, output (N, 1, 1) into the
+    (N,) population; on the weight grid chip spikes equal float spikes; simulator == Lava."""
+    monkeypatch.setattr(lower, "MAX_DENSE", 100)
+    rng = np.random.default_rng(3)
+    side = {"global": 1, "2x2": 2, None: 4}[pool]
+    window = np.array([4 // side] * 2)
+    nodes = [("pool", nir.AvgPool2d(kernel_size=window, stride=window, padding=np.zeros(2, int)))] if pool else []
+    nodes += [("flat", nir.Flatten(input_type={"input": np.array([3, side, side])}, start_dim=0, end_dim=-1)),
+              ("fc", nir.Linear(weight=rng.integers(-30, 61, (5, 3 * side * side)) * 2 / 128.0)),
+              ("n1", nir.IF(r=np.ones(5), v_threshold=np.ones(5)))]
+    graph = make_graph(*chain(*nodes, shape=(3, 4, 4), out=(5,)))
+    net, report = compile_graph(graph)
+    assert {(g.kind, g.weights.shape, g.stride) for g in net.incoming("n1")} == {("conv", (5, 3, 4, 4), (4 // side,) * 2)}
+    assert net.populations["n1"].shape == (5,)
+    assert all(g["weight_rel_rms_error"] == 0 for g in report["layers"][0]["groups"])
+    x = (rng.random((8, 30, 3, 4, 4)) < 0.5).astype(np.float64)
+    (f, c), = _aligned(net, graph, x, 30, ["n1"]).values()
+    assert f.sum() > 50
+    np.testing.assert_array_equal(f, c)
+    if pool == "global":
+        sim = simulate(net, x[:1], record=["n1"], probe=["n1"])
+        lava = run_lava(net, x[:1], record=["n1"], probe=["n1"])
+        for key in sim:
+            np.testing.assert_array_equal(sim[key], lava[key], err_msg=key)
+
+
+def test_global_pool_before_a_large_classifier_gets_a_relay(monkeypatch):
+    """Where even the readout kernel would be too large (MAX_DENSE lowered to 100: in 48 x out 3),
+    relay_conv_chains relays the pool: a depthwise conv into a (3, 1, 1) relay, then a dense map."""
+    monkeypatch.setattr(lower, "MAX_DENSE", 100)
+    rng = np.random.default_rng(4)
+    graph = make_graph(*chain(("pool", nir.AvgPool2d(kernel_size=np.array([4, 4]), stride=np.array([4, 4]),
+                                                     padding=np.zeros(2, int))),
+                              ("flat", nir.Flatten(input_type={"input": np.array([3, 1, 1])}, start_dim=0, end_dim=-1)),
+                              ("fc", nir.Linear(weight=rng.integers(-30, 61, (5, 3)) * 2 / 128.0)),
+                              ("n1", nir.IF(r=np.ones(5), v_threshold=np.ones(5))), shape=(3, 4, 4), out=(5,)))
+    relayed = lower.relay_conv_chains(graph)
+    assert relayed.successors("pool") == ["pool.relay"]
+    net, _ = compile_graph(relayed)
+    assert {(g.src, g.kind, g.weights.shape, g.groups) for g in net.groups} == {
+        ("input", "conv", (3, 1, 4, 4), 3), ("pool.relay", "dense", (5, 3), 1)}
+    x = (rng.random((8, 30, 3, 4, 4)) < 0.5).astype(np.float64)
+    (f, c), = _aligned(net, relayed, x, 30, ["n1"]).values()
+    assert f.sum() > 50
+    np.testing.assert_array_equal(f, c)

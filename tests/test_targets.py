@@ -52,7 +52,7 @@ def test_cli_lists_targets_and_compiles_for_a_users_target_file(capsys, tmp_path
     path = tmp_path / "mine.toml"
     path.write_text(LOIHI2_TEXT.replace('name = "loihi2"', 'name = "mine"').replace("neurons = 8192", "neurons = 512"))
     assert main(["targets", "--target-file", str(path)]) == 0
-    assert capsys.readouterr().out.startswith(f"mine: Intel Loihi 2")
+    assert capsys.readouterr().out.startswith("mine: Intel Loihi 2")
     assert main(["compile", str(SINABS), "-o", str(tmp_path / "b"), "--target-file", str(path), "--system", "chip"]) == 0
     out = capsys.readouterr().out
     assert f"-> {tmp_path / 'b'}/network.h5 (mine, " in out and "of 1 chips (chip), cores / bound" in out

@@ -1,0 +1,218 @@
+"""Reading a ReLU ANN from ONNX: supported operators only, batch norm folded, constants resolved.
+
+The result is an :class:`AnnGraph`: a list of :class:`Op` in the file's topological order, each
+a small record of one supported operator with its constant parameters as float64 numpy arrays.
+Tensors are named as in the ONNX file; the batch axis is the first axis of every tensor.
+
+Supported (inference semantics): Conv (2-D, symmetric padding), BatchNormalization (folded
+into the Conv before it), Relu, Add (two tensors: a residual join; a tensor and a constant: a
+bias folded into the Conv/Gemm/MatMul before it), Gemm, MatMul (by a constant), Flatten
+(axis 1), Reshape (to ``(batch, -1)``), AveragePool, GlobalAveragePool, MaxPool, Identity,
+Dropout, Constant. Anything else is a :class:`ModelError` naming the node and the operator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from snn2chip.errors import ModelError
+
+SUPPORTED = ("Conv", "BatchNormalization", "Relu", "Add", "Gemm", "MatMul", "Flatten", "Reshape", "AveragePool",
+             "GlobalAveragePool", "MaxPool", "Identity", "Dropout", "Constant")
+#: Operators that pass their (single) input through unchanged at inference.
+PASS_THROUGH = ("Identity", "Dropout")
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """One operator: ``kind`` conv, gemm, relu, add, avgpool, maxpool, flatten; ``inputs`` and
+    ``output`` tensor names; ``params`` weights (``weight``, ``bias``) and attributes
+    (``stride``, ``padding``, ``dilation``, ``groups``, ``kernel``; pools with ``kernel=None``
+    are global)."""
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    output: str
+    params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnnGraph:
+    """The ANN: ``ops`` in topological order, the single ``input`` and ``output`` tensor names
+    and the input shape without batch axis (``None`` where the file leaves a dimension free)."""
+
+    ops: tuple[Op, ...]
+    input: str
+    input_shape: tuple[int | None, ...]
+    output: str
+    source: str
+
+    def consumers(self, tensor: str) -> list[Op]:
+        return [op for op in self.ops if tensor in op.inputs]
+
+
+def _attrs(node) -> dict:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _padding(pads, name: str, op: str) -> tuple[int, int]:
+    pads = [int(p) for p in (pads or [0, 0, 0, 0])]
+    if len(pads) != 4 or pads[:2] != pads[2:]:
+        raise ModelError(f"node '{name}' (op {op}): asymmetric padding {pads} cannot be expressed in NIR")
+    return pads[0], pads[1]
+
+
+def _check_auto_pad(attrs: dict, name: str, op: str) -> None:
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    if (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) != "NOTSET":
+        raise ModelError(f"node '{name}' (op {op}): auto_pad is not supported (export with explicit pads)")
+
+
+def load(path: str | Path) -> AnnGraph:
+    """Read ``path`` and return its :class:`AnnGraph` (see the module docstring)."""
+    import onnx
+    from onnx import numpy_helper
+
+    file = str(path)
+    if not Path(path).is_file():
+        raise ModelError("no such file", file=file)
+    try:
+        model = onnx.load(file)
+    except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
+        raise ModelError(f"not an ONNX model ({type(e).__name__})", file=file) from None
+    graph = model.graph
+    try:
+        consts = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
+        inputs = [i for i in graph.input if i.name not in consts]
+        if len(inputs) != 1 or len(graph.output) != 1:
+            raise ModelError(f"the graph needs exactly one input and one output, has {len(inputs)} and {len(graph.output)}")
+        dims = inputs[0].type.tensor_type.shape.dim
+        input_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)[1:]
+        ops: list[Op] = []
+        for index, node in enumerate(graph.node):
+            name = node.name or f"{node.op_type}_{index}"
+            if node.op_type not in SUPPORTED:
+                raise ModelError(f"node '{name}' (op {node.op_type}): unsupported operator; supported: {', '.join(SUPPORTED)}")
+            _read_node(node, name, consts, ops)
+        ops, output = _fold(ops, graph.output[0].name)
+    except ModelError as e:
+        raise e.in_file(file) from None
+    return AnnGraph(tuple(ops), inputs[0].name, input_shape, output, file)
+
+
+def _read_node(node, name: str, consts: dict, ops: list[Op]) -> None:
+    """Append the :class:`Op` of ONNX ``node`` (or record a constant / an alias)."""
+    from onnx import numpy_helper
+
+    attrs, op, ins, out = _attrs(node), node.op_type, list(node.input), node.output[0]
+
+    def const(i: int, what: str) -> np.ndarray:
+        if i >= len(ins) or ins[i] == "":
+            return None
+        if ins[i] not in consts:
+            raise ModelError(f"node '{name}' (op {op}): {what} '{ins[i]}' must be a constant (an initializer)")
+        return consts[ins[i]]
+
+    if op == "Constant":
+        if "value" not in attrs:
+            raise ModelError(f"node '{name}' (op Constant): only tensor constants ('value') are supported")
+        consts[out] = numpy_helper.to_array(attrs["value"]).astype(np.float64)
+    elif op in PASS_THROUGH or op == "Reshape" or op == "Flatten":
+        if op == "Reshape":
+            shape = const(1, "the target shape")
+            if shape.shape != (2,):
+                raise ModelError(f"node '{name}' (op Reshape): only a reshape to (batch, -1) is supported, got {shape.tolist()}")
+        if op == "Flatten" and attrs.get("axis", 1) != 1:
+            raise ModelError(f"node '{name}' (op Flatten): only axis=1 is supported, got {attrs['axis']}")
+        if op in PASS_THROUGH:
+            ops.append(Op(name, "identity", (ins[0],), out))
+        else:
+            ops.append(Op(name, "flatten", (ins[0],), out))
+    elif op == "Conv":
+        _check_auto_pad(attrs, name, op)
+        weight = const(1, "the weight")
+        if weight.ndim != 4:
+            raise ModelError(f"node '{name}' (op Conv): only 2-D convolutions are supported (weight of rank {weight.ndim})")
+        bias = const(2, "the bias")
+        ops.append(Op(name, "conv", (ins[0],), out, dict(
+            weight=weight, bias=np.zeros(weight.shape[0]) if bias is None else bias,
+            stride=tuple(attrs.get("strides", (1, 1))), padding=_padding(attrs.get("pads"), name, op),
+            dilation=tuple(attrs.get("dilations", (1, 1))), groups=int(attrs.get("group", 1)))))
+    elif op == "BatchNormalization":
+        scale, beta, mean, var = (const(i, what) for i, what in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
+        factor = scale / np.sqrt(var + attrs.get("epsilon", 1e-5))
+        ops.append(Op(name, "batchnorm", (ins[0],), out, dict(factor=factor, shift=beta - mean * factor)))
+    elif op == "Relu":
+        ops.append(Op(name, "relu", (ins[0],), out))
+    elif op == "Add":
+        constant = [i for i, t in enumerate(ins) if t in consts]
+        if len(constant) == 2:
+            consts[out] = consts[ins[0]] + consts[ins[1]]
+        elif constant:
+            ops.append(Op(name, "bias", (ins[1 - constant[0]],), out, dict(bias=consts[ins[constant[0]]])))
+        else:
+            ops.append(Op(name, "add", tuple(ins), out))
+    elif op in ("Gemm", "MatMul"):
+        if attrs.get("transA", 0):
+            raise ModelError(f"node '{name}' (op Gemm): transA=1 is not supported")
+        b = const(1, "the weight")
+        if b.ndim != 2:
+            raise ModelError(f"node '{name}' (op {op}): the weight must be a matrix, has shape {b.shape}")
+        weight = attrs.get("alpha", 1.0) * (b if attrs.get("transB", 0) else b.T)
+        c = const(2, "the bias") if op == "Gemm" else None
+        bias = np.zeros(weight.shape[0]) if c is None else np.broadcast_to(attrs.get("beta", 1.0) * c, weight.shape[:1])
+        ops.append(Op(name, "gemm", (ins[0],), out, dict(weight=weight, bias=np.array(bias, dtype=np.float64))))
+    else:  # pools
+        if op == "GlobalAveragePool":
+            ops.append(Op(name, "avgpool", (ins[0],), out, dict(kernel=None)))
+            return
+        _check_auto_pad(attrs, name, op)
+        if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", (1, 1))):
+            raise ModelError(f"node '{name}' (op {op}): ceil_mode and dilation are not supported")
+        padding = _padding(attrs.get("pads"), name, op)
+        if op == "AveragePool" and any(padding) and not attrs.get("count_include_pad", 0):
+            raise ModelError(f"node '{name}' (op AveragePool): padding with count_include_pad=0 is not supported")
+        kernel = tuple(attrs["kernel_shape"])
+        ops.append(Op(name, "avgpool" if op == "AveragePool" else "maxpool", (ins[0],), out, dict(
+            kernel=kernel, stride=tuple(attrs.get("strides", (1,) * len(kernel))), padding=padding)))
+
+
+def _fold(ops: list[Op], output: str) -> tuple[list[Op], str]:
+    """Fold BatchNormalization and constant bias additions into the Conv/Gemm before them and
+    drop identities (their output tensor becomes an alias of their input). Returns the ops and
+    the graph's output tensor (resolved through identities)."""
+    alias: dict[str, str] = {}
+    result: list[Op] = []
+    for op in ops:
+        op = dataclasses.replace(op, inputs=tuple(alias.get(t, t) for t in op.inputs))
+        if op.kind == "identity":
+            alias[op.output] = op.inputs[0]
+            continue
+        if op.kind in ("batchnorm", "bias"):
+            producer = next((p for p in result if p.output == op.inputs[0]), None)
+            users = [o for o in ops if op.inputs[0] in o.inputs]
+            if producer is None or producer.kind not in ("conv", "gemm") or len(users) != 1 or op.inputs[0] == output:
+                what = "BatchNormalization" if op.kind == "batchnorm" else "Add of a constant"
+                raise ModelError(f"node '{op.name}' ({what}): can only be folded into the Conv/Gemm/MatMul right before it "
+                                 "when nothing else reads that layer's output")
+            p = dict(producer.params)
+            if op.kind == "batchnorm":
+                shape = (-1,) + (1,) * (p["weight"].ndim - 1)
+                p["weight"] = p["weight"] * op.params["factor"].reshape(shape)
+                p["bias"] = p["bias"] * op.params["factor"] + op.params["shift"]
+            else:
+                bias = np.asarray(op.params["bias"]).reshape(-1)
+                if bias.size not in (1, p["bias"].size):
+                    raise ModelError(f"node '{op.name}' (op Add): the constant of shape {op.params['bias'].shape} "
+                                     "is not a per-channel bias")
+                p["bias"] = p["bias"] + bias
+            result[result.index(producer)] = dataclasses.replace(producer, output=op.output, params=p)
+            continue
+        result.append(op)
+    return result, alias.get(output, output)

@@ -1,0 +1,307 @@
+"""ANN→SNN conversion (snn2chip.convert, ``snn2chip convert``): structure, exact scaling factors,
+accuracy of the converted zoo ANN, a torch.onnx-exported ResNet with max pooling, errors, CLI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nir
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from snn2chip import compiler, convert, frontend, reference, simulator
+from snn2chip.cli import main
+from snn2chip.convert.emit import IF_THRESHOLD
+from snn2chip.errors import ModelError
+from snn2chip.quantize import Options
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from models.data import test_set as digits_test_set  # noqa: E402
+
+ZOO_ANN = ROOT / "models" / "zoo" / "resnet_ann.onnx"
+ZOO_CALIB = ROOT / "models" / "zoo" / "resnet_ann_calib.npy"
+
+
+class Block(nn.Module):
+    """A torchvision-style basic block: relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x))."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.down = None if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class SmallResNet(nn.Module):
+    """Stem conv-BN-ReLU-MaxPool(3, 2, 1), an identity and a projection block, global average pool,
+    dropout, linear: the operators of torchvision's ResNets at a small size."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.layer1, self.layer2 = Block(8, 8, 1), Block(8, 16, 2)
+        self.pool, self.drop, self.fc = nn.AdaptiveAvgPool2d(1), nn.Dropout(0.5), nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.fc(self.drop(torch.flatten(self.pool(self.layer2(self.layer1(self.stem(x)))), 1)))
+
+
+def export(model: nn.Module, x: torch.Tensor, path: Path, **kwargs) -> Path:
+    torch.onnx.export(model.eval(), x[:1], str(path), input_names=["x"], output_names=["y"], opset_version=17,
+                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, **kwargs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_resnet(tmp_path_factory):
+    """A SmallResNet with non-trivial batch-norm statistics, exported with BatchNormalization
+    nodes kept (``do_constant_folding=False``), its inputs and the model."""
+    torch.manual_seed(0)
+    model = SmallResNet()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    x = torch.rand(40, 3, 16, 16)
+    path = export(model, x, tmp_path_factory.mktemp("onnx") / "small_resnet.onnx", do_constant_folding=False)
+    assert "BatchNormalization" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    return path, x, model
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    return convert.convert(ZOO_ANN, np.load(ZOO_CALIB))
+
+
+def test_zoo_ann_structure(zoo):
+    nodes = zoo.graph.nodes
+    kinds = [type(n).__name__ for n in nodes.values()]
+    assert {k: kinds.count(k) for k in set(kinds)} == {
+        "Input": 1, "Conv2d": 10, "IF": 9, "Scale": 3, "AvgPool2d": 1, "Flatten": 1, "Affine": 1, "I": 1, "Output": 1}
+    for node in nodes.values():
+        if isinstance(node, nir.IF):
+            assert node.metadata == {"reset": "subtract"}
+            assert np.all(node.v_threshold == IF_THRESHOLD) and np.all(node.r == 1) and np.all(node.v_reset == 0)
+    # an identity block: the last neuron sums conv2 and the scaled shortcut of the block's input
+    preds = {src for src, dst in zoo.graph.edges if dst == "layer1.layer1.0.relu2.Relu"}
+    assert preds == {"layer1.layer1.0.conv2.conv.Conv", "layer1.layer1.0.relu2.Relu.shortcut"}
+    assert ("relu1.Relu", "layer1.layer1.0.relu2.Relu.shortcut") in zoo.graph.edges
+    # a projection block: conv2 and the downsample convolution, no Scale
+    preds = {src for src, dst in zoo.graph.edges if dst == "layer2.layer2.0.relu2.Relu"}
+    assert preds == {"layer2.layer2.0.conv2.conv.Conv", "layer2.layer2.0.downsample.conv.Conv"}
+    assert ("fc.Gemm", "readout") in zoo.graph.edges and ("readout", "output") in zoo.graph.edges
+
+
+def test_zoo_ann_float_accuracy(zoo):
+    x, y = (np.asarray(a) for a in digits_test_set())
+    x, y = x[:150], y[:150]
+    out = reference.run(convert.graph_of(zoo), x, 64, record=["readout"])["readout"]
+    ann = convert.ann_logits(ZOO_ANN, x).argmax(1)
+    snn = out[:, -1].argmax(1)
+    assert (ann == y).mean() >= 0.98
+    assert (snn == y).mean() >= (ann == y).mean() - 0.01  # within one point at T = 64
+    assert (snn == ann).mean() >= 0.98
+    early = out[:, 7].argmax(1)  # T = 8 is far too short without compensation (README table)
+    assert (early == y).mean() < 0.5
+
+
+def _activations(model: SmallResNet, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """The ReLU outputs and logits of SmallResNet, computed by torch (the values λ comes from)."""
+    with torch.no_grad():
+        s = model.stem[2](model.stem[1](model.stem[0](x)))
+        acts = {"stem": s}
+        h = model.stem[3](s)
+        for name in ("layer1", "layer2"):
+            block = getattr(model, name)
+            acts[f"{name}.relu1"] = torch.relu(block.bn1(block.conv1(h)))
+            h = block(h)
+            acts[f"{name}.relu2"] = h
+        acts["fc"] = model(x)
+    return {k: v.numpy().astype(np.float64) for k, v in acts.items()}
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    factor = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+    w = conv.weight.detach().double().numpy() * factor[:, None, None, None]
+    return w, (bn.bias.detach().double().numpy() - bn.running_mean.double().numpy() * factor)
+
+
+def test_scaling_factors_follow_the_s_resnet_rules(small_resnet):
+    path, x, model = small_resnet
+    calib = x[:32].numpy()
+    result = convert.convert(path, calib, compensation=1.1)
+    lam = {k: np.percentile(v, 99.9) for k, v in _activations(model, x[:32]).items()}
+    nodes = {name: node for name, node in result.graph.nodes.items()}
+    convs = sorted(n for n, node in nodes.items() if isinstance(node, nir.Conv2d) and ".sel" not in n)
+    ifs = sorted(n for n, node in nodes.items() if isinstance(node, nir.IF) and ".max" not in n)
+    assert len(convs) == 6 and len(ifs) == 5  # stem, 2 + 2 block convs, the projection; 5 ReLUs
+    report = {entry["node"]: entry for entry in result.report["layers"]}
+    for name, want in zip(ifs, ("layer1.relu1", "layer1.relu2", "layer2.relu1", "layer2.relu2", "stem")):
+        assert report[name]["lambda"] == pytest.approx(lam[want], rel=1e-5), name
+    c = 1.1
+    b1, b2 = model.layer1, model.layer2
+    expected = {  # conv (module, bn) -> (λ_in, λ_out); max pooling keeps the stem's λ
+        0: ((model.stem[0], model.stem[1]), 1.0, lam["stem"]),
+        1: ((b1.conv1, b1.bn1), lam["stem"], lam["layer1.relu1"]),
+        2: ((b1.conv2, b1.bn2), lam["layer1.relu1"], lam["layer1.relu2"]),
+        3: ((b2.conv1, b2.bn1), lam["layer1.relu2"], lam["layer2.relu1"]),
+        4: ((b2.conv2, b2.bn2), lam["layer2.relu1"], lam["layer2.relu2"]),
+        5: ((b2.down[0], b2.down[1]), lam["layer1.relu2"], lam["layer2.relu2"]),
+    }
+    order = [n for n in result.graph.nodes if isinstance(nodes[n], nir.Conv2d) and ".sel" not in n]
+    for i, ((conv, bn), lam_in, lam_out) in expected.items():
+        w, b = _fold(conv, bn)
+        node = nodes[order[i]]
+        np.testing.assert_allclose(node.weight, w * lam_in / lam_out * c, rtol=2e-5, atol=1e-6, err_msg=order[i])
+        np.testing.assert_allclose(node.bias, b / lam_out, rtol=2e-5, atol=1e-6, err_msg=order[i])
+    # the identity shortcut of layer1: Scale(λ_in/λ_out · c) from the max-pooled stem's spikes
+    shortcut = [n for n in nodes if n.endswith(".shortcut")]
+    assert len(shortcut) == 1
+    np.testing.assert_allclose(nodes[shortcut[0]].scale, lam["stem"] / lam["layer1.relu2"] * c, rtol=1e-5)
+    fc = next(node for node in nodes.values() if isinstance(node, nir.Affine))
+    np.testing.assert_allclose(fc.weight, model.fc.weight.detach().numpy() * lam["layer2.relu2"] / lam["fc"] * c, rtol=2e-5)
+    np.testing.assert_allclose(fc.bias, model.fc.bias.detach().numpy() / lam["fc"], rtol=2e-5)
+    # without shortcut normalisation the identity shortcut is a plain edge
+    plain = convert.convert(path, calib, shortcut_norm=False)
+    assert not [n for n in plain.graph.nodes if n.endswith(".shortcut")]
+
+
+def test_exported_resnet_with_max_pooling_converges_to_the_ann(small_resnet):
+    path, x, model = small_resnet
+    result = convert.convert(path, x[:32].numpy())
+    lam_out = next(e for e in result.report["layers"] if e["kind"] == "gemm")["lambda_out"]
+    test = x[32:].numpy()
+    with torch.no_grad():
+        ann = model(x[32:]).numpy()
+    steps = 256
+    snn = reference.run(convert.graph_of(result), test, steps, record=["readout"])["readout"][:, -1] * lam_out / steps
+    assert np.abs(snn - ann).max() < 0.02 * np.abs(ann).max()
+    np.testing.assert_array_equal(snn.argmax(1), ann.argmax(1))
+
+
+def test_spiking_max_pooling_counts_the_largest_rate(tmp_path):
+    """MaxPool(2) of a constant input read out by an identity Linear: the read-out / T is the
+    window maximum up to a few spikes / T (the float reference, 200 steps)."""
+    model = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 4, bias=False))
+    with torch.no_grad():
+        model[2].weight.copy_(torch.eye(4))
+    x = torch.rand(16, 1, 4, 4) * 0.9 + 0.05
+    path = export(model, x, tmp_path / "maxpool.onnx")
+    result = convert.convert(path, x.numpy())
+    lam_out = next(e for e in result.report["layers"] if e["kind"] == "gemm")["lambda_out"]
+    assert sum(isinstance(n, nir.IF) for n in result.graph.nodes.values()) == 4  # one IF stage per window position
+    steps = 200
+    out = reference.run(convert.graph_of(result), x.numpy(), steps, record=["readout"])["readout"][:, -1] * lam_out / steps
+    want = nn.functional.max_pool2d(x, 2).reshape(16, 4).numpy()
+    assert np.abs(out - want).max() <= 4 / steps
+
+
+def test_spiking_max_pooling_compiles_exactly(tmp_path):
+    """On exact graded inputs (k/16), the compiled max pooling fires spike for spike as in float."""
+    model = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 4, bias=False))
+    with torch.no_grad():
+        model[2].weight.copy_(torch.eye(4))
+    x = torch.randint(1, 16, (16, 1, 4, 4), generator=torch.Generator().manual_seed(0)).float() / 16
+    convert.write(convert.convert(export(model, x, tmp_path / "mp.onnx"), x.numpy()).graph, tmp_path / "mp.nir")
+    graph, net, _ = compiler.compile_file(tmp_path / "mp.nir", "loihi2", Options(input_bits=6, input_scale=16, steps=64))
+    fid = compiler.fidelity(graph, net, x.numpy(), 64)
+    assert [layer["population"] for layer in fid["layers"]] == [f"0.MaxPool.max{j}" for j in range(4)]
+    assert all(layer["spike_agreement"] == 1.0 for layer in fid["layers"])
+    assert fid["output_agreement"] == 1.0
+
+
+def _onnx_with(tmp_path: Path, op: str, name: str) -> Path:
+    """input (1, 4) -> ``op`` (node ``name``) -> output: a model with one unsupported operator."""
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node(op, ["x"], ["y"], name=name)], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["b", 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["b", 4])])
+    path = tmp_path / "bad.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_unsupported_operator_is_named(tmp_path, capsys):
+    path = _onnx_with(tmp_path, "Sigmoid", "act_3")
+    np.save(tmp_path / "calib.npy", np.zeros((2, 4), np.float32))
+    out = tmp_path / "snn.nir"
+    assert main(["convert", str(path), "--calib", str(tmp_path / "calib.npy"), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"snn2chip: error: {path}: node 'act_3' (op Sigmoid): unsupported operator; supported: Conv, "
+                   "BatchNormalization, Relu, Add, Gemm, MatMul, Flatten, Reshape, AveragePool, GlobalAveragePool, "
+                   "MaxPool, Identity, Dropout, Constant\n")
+    assert not out.exists()
+
+
+def test_cli_converts_writes_and_checks(tmp_path, capsys):
+    out = tmp_path / "snn.nir"
+    assert main(["convert", str(ZOO_ANN), "--calib", str(ZOO_CALIB), "-o", str(out), "--steps", "64"]) == 0
+    text = capsys.readouterr().out
+    assert f"-> {out} (S-ResNet conversion: percentile 99.9 on 64 calibration samples" in text
+    assert "  layer1.layer1.0.relu2.Relu.shortcut: shortcut, x 0.6845" in text
+    assert "check: float reference, 64 steps, on the calibration samples: prediction equals the ANN's on 100.0%" in text
+    graph = frontend.load(out)
+    assert graph.metadata["time_steps"] == 64 and graph.metadata["dt"] == 1.0
+    assert [p.name for p in tmp_path.iterdir()] == ["snn.nir"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("calib, message", [
+    ("missing.npy", "missing.npy: no such file"),
+    ("wrong.npy", "wrong.npy: calibration data has shape (5, 8, 8); the model's input 'input' takes (samples, 1, 8, 8)"),
+    ("text.npy", "text.npy: not a readable .npy or .npz file"),
+])
+def test_cli_rejects_bad_calibration_data(tmp_path, capsys, calib, message):
+    np.save(tmp_path / "wrong.npy", np.zeros((5, 8, 8), np.float32))
+    (tmp_path / "text.npy").write_text("not numpy")
+    out = tmp_path / "snn.nir"
+    assert main(["convert", str(ZOO_ANN), "--calib", str(tmp_path / calib), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("snn2chip: error: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cli_rejects_a_file_that_is_not_onnx(tmp_path, capsys):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"\x00garbage")
+    assert main(["convert", str(bad), "--calib", str(ZOO_CALIB), "-o", str(tmp_path / "s.nir")]) == 1
+    assert capsys.readouterr().err == f"snn2chip: error: {bad}: not an ONNX model (DecodeError)\n"
+
+
+def test_cli_needs_calibration_and_output(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", str(ZOO_ANN)])
+    assert exit_info.value.code == 2
+
+
+def test_non_positive_compensation_is_rejected():
+    with pytest.raises(ModelError, match="compensation factor must be a positive number, got 0"):
+        convert.convert(ZOO_ANN, np.load(ZOO_CALIB), compensation=0)
+
+
+def test_compiled_converted_zoo_ann_simulator_equals_lava(zoo, tmp_path):
+    from snn2chip.lava_backend import run_lava
+
+    path = tmp_path / "snn.nir"
+    convert.write(zoo.graph, path)
+    steps = 12
+    graph, net, _ = compiler.compile_file(path, "loihi2", Options(input_bits=6, input_scale=16, steps=steps))
+    x = compiler.chip_inputs(net, np.asarray(digits_test_set()[0][:1]), steps)
+    pops = [p for p, pop in net.populations.items() if pop.kind == "lif"]
+    sim = simulator.simulate(net, x, record=pops, probe=["readout"])
+    lava = run_lava(net, x, record=pops, probe=["readout"])
+    assert all(sim[p].any() for p in pops if net.populations[p].reset == "subtract")  # every IF layer fires
+    assert sorted(sim) == sorted(lava)
+    for key in sim:
+        np.testing.assert_array_equal(sim[key], lava[key], err_msg=key)
