@@ -49,7 +49,7 @@ def raster(spikes: dict[str, np.ndarray], depth: int, path: str | Path) -> None:
     ax.axvline(depth - 0.5, color="0.5", linestyle="--", linewidth=0.8)
     ax.set_yticks([t for t, _ in ticks], [n for _, n in ticks], fontsize=6)
     ax.set_xlabel("chip time step")
-    ax.set_title("Spike raster of sample 0 on chip (dashed line: pipeline depth, where outputs begin)")
+    ax.set_title("Spike raster of sample 0 on chip\n(dashed line: pipeline depth, where outputs begin)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

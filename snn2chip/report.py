@@ -66,6 +66,7 @@ def utilisation_png(part: dict, path: str | Path) -> None:
     for edge in np.flatnonzero(np.diff(chips[order])):
         ax.axvline(edge + 0.5, color="white", linewidth=0.6)
     ax.set_yticks(range(len(RESOURCES)), [r.replace("_", " ") for r in RESOURCES])
+    ax.xaxis.set_major_locator(plt.MaxNLocator(nbins=10, integer=True))
     ax.set_xlabel(f"core ({_count(part['cores'], 'core')} on {_count(part['chips_used'], 'chip')}; "
                   "white lines separate chips)")
     ax.set_title(f"Core utilisation on {part['target']} (cores / bound {part['cores_to_bound_ratio']:.3f})")
