@@ -78,7 +78,7 @@ class SynapseGroup:
     ``dense``: ``weights`` ``(dst.size, src.size)``; ``sparse``: ``weights`` with ``rows`` (dst
     index) and ``cols`` (src index); ``conv``: ``weights`` ``(C_out, C_in/groups, kH, kW)``
     applied as cross-correlation (PyTorch's convention) with ``stride``, ``padding``,
-    ``dilation`` as ``(H, W)`` pairs. ``delays`` (dense only): extra steps per synapse, shape of
+    ``dilation`` as ``(H, W)`` pairs. ``delays`` (dense, sparse): extra steps per synapse, shape of
     ``weights``.
     """
 
@@ -146,8 +146,8 @@ class ChipNet:
             if g.kind == "conv" and not _conv_fits(g, src.shape, dst.shape):
                 raise ModelError(f"conv weights {np.shape(g.weights)} (groups {g.groups}) do not connect "
                                  f"{src.shape} -> {dst.shape}", node=g.name)
-            if g.delays is not None and (g.kind != "dense" or g.delays.shape != g.weights.shape):
-                raise ModelError("delays are supported on dense groups, one per synapse", node=g.name)
+            if g.delays is not None and (g.kind == "conv" or g.delays.shape != g.weights.shape):
+                raise ModelError("delays are supported on dense and sparse groups, one per synapse", node=g.name)
         return self
 
 

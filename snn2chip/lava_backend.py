@@ -3,7 +3,7 @@
 
 Input populations become ``io.source.RingBuffer``s, LIF populations ``LIF`` (bit-accurate
 model) or, with reset by subtraction, :class:`~snn2chip.lava_neurons.subtractive.SubtractiveLIF`,
-relays ``GradedVec``, synapse groups ``Dense``/``DelayDense``/``Sparse``/``Conv``.
+relays ``GradedVec``, synapse groups ``Dense``/``DelayDense``/``Sparse``/``DelaySparse``/``Conv``.
 Outputs are recorded with ``io.sink.RingBuffer``, u and v with ``Monitor``. Results have the
 simulator's layout, so the two compare with ``==``.
 
@@ -57,7 +57,7 @@ def _build(net: ChipNet, sample: dict[str, np.ndarray], steps: int, record, prob
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIF
     from lava.proc.monitor.process import Monitor
-    from lava.proc.sparse.process import Sparse
+    from lava.proc.sparse.process import DelaySparse, Sparse
     from scipy.sparse import csr_matrix
 
     from snn2chip.lava_neurons.subtractive import SubtractiveLIF
@@ -89,8 +89,14 @@ def _build(net: ChipNet, sample: dict[str, np.ndarray], steps: int, record, prob
         rows, cols = nir_index(dst.shape), nir_index(src.shape)
         if g.kind == "sparse":
             lava_row, lava_col = np.argsort(rows)[g.rows], np.argsort(cols)[g.cols]
-            weights = csr_matrix((np.asarray(g.weights, dtype=np.int32), (lava_row, lava_col)), shape=(dst.size, src.size))
-            conn = Sparse(weights=weights, weight_exp=g.weight_exp, num_weight_bits=g.num_weight_bits, num_message_bits=bits)
+
+            def csr(values, dtype):
+                return csr_matrix((np.asarray(values, dtype=dtype), (lava_row, lava_col)), shape=(dst.size, src.size))
+
+            common = dict(weights=csr(g.weights, np.int32), weight_exp=g.weight_exp, num_weight_bits=g.num_weight_bits,
+                          num_message_bits=bits)
+            # DelaySparse insists on Python-int (int64) delays
+            conn = Sparse(**common) if g.delays is None else DelaySparse(delays=csr(g.delays, int), **common)
         elif g.delays is not None:
             conn = DelayDense(weights=g.weights[np.ix_(rows, cols)], delays=g.delays[np.ix_(rows, cols)],
                               weight_exp=g.weight_exp, num_weight_bits=g.num_weight_bits, num_message_bits=bits)

@@ -299,15 +299,20 @@ def _sign_parts(target: np.ndarray, split: bool) -> list[tuple[str, np.ndarray]]
     return [("+", np.clip(target, 0, None)), ("-", np.clip(target, None, 0))]
 
 
-def _synapse_group(name: str, fg: lower.FloatGroup, ints: np.ndarray, exp: int, common: dict) -> SynapseGroup:
-    """The chip synapse group for integer weights ``ints`` of the float map ``fg``."""
+def _synapse_group(name: str, fg: lower.FloatGroup, ints: np.ndarray, exp: int, common: dict,
+                   delay: int = 0) -> SynapseGroup:
+    """The chip synapse group for integer weights ``ints`` of the float map ``fg``, every synapse
+    ``delay`` extra steps late (dense and one-to-one maps only)."""
     if fg.kind == "diag":
         keep = np.nonzero(ints)[0]
-        return SynapseGroup(name, "sparse", weights=ints[keep], weight_exp=exp, rows=keep, cols=keep, **common)
+        return SynapseGroup(name, "sparse", weights=ints[keep], weight_exp=exp, rows=keep, cols=keep,
+                            delays=np.full(keep.size, delay) if delay else None, **common)
     if fg.kind == "conv":
         return SynapseGroup(name, "conv", weights=ints, stride=fg.stride, padding=fg.padding,
                             dilation=fg.dilation, groups=fg.groups, **common)
-    return SynapseGroup(name, "dense", weights=ints, weight_exp=exp, **common)
+    return SynapseGroup(name, "dense", weights=ints, weight_exp=exp, delays=np.full(ints.shape, delay) if delay else None,
+                        **common)
+
 
 
 def _delay_line(src: str, lag: int, populations: dict, groups: list, depth: dict) -> str:
@@ -465,9 +470,13 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             unaligned.append({"population": pop, "path_hops": sorted(forward)})
         for src, chain, rec, fg in incoming:
             lag = depth[pop] - depth[src] - 1 if options.align and not rec else 0
-            sender = _delay_line(src, lag, populations, groups, depth) if lag else src
+            # binary spikes through dense/one-to-one maps wait in synaptic delays; convolutions
+            # (Lava's Conv has no delays) and graded payloads read a delay line
+            synaptic = 0 < lag <= loihi.MAX_DELAY and fg.kind != "conv" and not populations[src].payload_bits
+            sender = _delay_line(src, lag, populations, groups, depth) if lag and not synaptic else src
             if lag:
-                entry.setdefault("delayed", []).append({"source": src, "steps": lag})
+                how = "synaptic delay" if synaptic else "delay line"
+                entry.setdefault("delayed", []).append({"source": src, "steps": lag, "by": how})
             unit = alpha * neuron.gain / _input_scale(graph, pops, src, options, populations)  # chip units per float weight
             target = fg.weights * unit
             common = dict(src=sender, dst=pop, num_weight_bits=options.weight_bits, source=",".join(chain))
@@ -477,7 +486,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
                 if means is not None:
                     src_shape = populations[src].shape if src in populations else shape
                     correction -= lower.apply_map(fg, (recon - part) / unit, means[src], src_shape).reshape(shape)
-                group = _synapse_group(name, fg, ints, exp, common)
+                group = _synapse_group(name, fg, ints, exp, common, lag if synaptic else 0)
                 groups.append(group)
                 entry["groups"].append(_group_entry(group, exp, part, recon, unit, through=list(chain), recurrent=rec))
         if means is not None:

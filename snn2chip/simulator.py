@@ -21,6 +21,13 @@ from snn2chip.chip import ChipNet, SynapseGroup
 from snn2chip.errors import ModelError
 
 
+def _scatter(values: np.ndarray, g: SynapseGroup, shape: tuple[int, int]) -> np.ndarray:
+    """A sparse group's per-synapse ``values`` as a dense ``(dst, src)`` matrix."""
+    dense = np.zeros(shape, dtype=np.int64)
+    dense[g.rows, g.cols] = values
+    return dense
+
+
 class _Group:
     """A synapse group ready to run: weights as float tensors, pending deliveries per delay."""
 
@@ -39,11 +46,9 @@ class _Group:
             depth = 1
         else:
             weights = loihi.effective_weights(g.weights, g.num_weight_bits)
-            if g.kind == "sparse":
-                dense = np.zeros((dst.size, src.size), dtype=np.int64)
-                dense[g.rows, g.cols] = weights
-                weights = dense
             delays = np.zeros(weights.shape, dtype=np.int64) if g.delays is None else np.asarray(g.delays)
+            if g.kind == "sparse":
+                weights, delays = (_scatter(a, g, (dst.size, src.size)) for a in (weights, delays))
             depth = int(delays.max(initial=0)) + 1
             bound = np.abs(weights).sum(1).max(initial=0) * payload
             self.dtype = torch.float32 if bound < 2**24 else torch.float64

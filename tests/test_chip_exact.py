@@ -15,7 +15,8 @@ from snn2chip.simulator import simulate
 
 def random_net(seed: int, graded_input: bool, delays: bool, stress: bool, stride: int, groups: int,
                subtract: bool = False):
-    """A network with conv, dense, sparse, delays, a graded relay, a join of three groups and recurrence;
+    """A network with conv, dense, sparse, delays (dense and sparse), a graded relay, a join of four
+    groups and recurrence;
     ``subtract``: the conv and fc neurons reset by subtraction.
 
     ``stress`` uses extreme weights, exponents and payloads so that Lava's 32-bit wraps, the 24-bit
@@ -59,7 +60,9 @@ def random_net(seed: int, graded_input: bool, delays: bool, stress: bool, stride
         SynapseGroup("rec", "dense", "fc", "fc", weights((9, 9)), weight_exp=-1),
         SynapseGroup("to_relay", "dense", "fc", "relay", weights((9, 9)), weight_exp=7 if stress else 0),
         SynapseGroup("sp", "sparse", "relay", "out", weights((6,))[keep], rows=rows[keep], cols=cols[keep],
-                     weight_exp=int(rng.integers(-2, 3))),
+                     weight_exp=int(rng.integers(-2, 3)), delays=rng.integers(0, 4, keep.size) if delays else None),
+        SynapseGroup("sp_in", "sparse", "in", "fc", weights((3,)), rows=np.array([0, 4, 8]), cols=np.array([1, 5, 7]),
+                     delays=rng.integers(0, 6, 3) if delays else None),
         SynapseGroup("back", "dense", "out", "fc", weights((9, 5))),
     )
     if subtract:

@@ -252,8 +252,9 @@ def test_sew_and_iand_threshold_neurons_are_exact(connect):
     assert 0 < f.mean() < 1
 
 
-def test_residual_join_is_aligned_with_a_delay_line():
-    """A plain spiking-ResNet block: IF(conv2(IF(conv1(x))) + x). The shortcut is one hop, the main path two."""
+def test_residual_join_is_aligned_with_a_synaptic_delay():
+    """A plain spiking-ResNet block: IF(conv2(IF(conv1(x))) + x). The shortcut is one hop, the main path two:
+    its one-to-one synapses wait one step (a convolution would read a delay line instead, see below)."""
     rng = np.random.default_rng(6)
     shape = (2, 6, 6)
 
@@ -271,7 +272,9 @@ def test_residual_join_is_aligned_with_a_delay_line():
     x = (rng.random((16, 25, *shape)) < 0.6).astype(np.float64)
     aligned, report = compile_graph(graph)
     assert aligned.metadata["depth"]["n2"] == 3 and report["unaligned_joins"] == []
-    assert "n0@1" in aligned.populations and report["layers"][-1]["delayed"] == [{"source": "n0", "steps": 1}]
+    assert report["layers"][-1]["delayed"] == [{"source": "n0", "steps": 1, "by": "synaptic delay"}]
+    (shortcut,) = [g for g in aligned.incoming("n2") if g.src == "n0"]
+    assert shortcut.kind == "sparse" and set(shortcut.delays) == {1} and "n0@1" not in aligned.populations
     (f, c), = _aligned(aligned, graph, x, 25, ["n2"]).values()
     np.testing.assert_array_equal(f, c)
     assert f.mean() > 0.05
