@@ -71,19 +71,24 @@ def insert_relays(graph: Graph) -> Graph:
     An identity Scale that is itself a join (the MS stream node) is marked as the relay; a join at
     the input of another stateless node gets a new relay ``<first addend>.sum<k>``, shared by
     all joins with the same addends and built on the largest earlier relay whose addends it
-    contains. Joins into neurons need no relay (the neuron sums).
+    contains. Joins into neurons need no relay (the neuron sums), except stream joins whose
+    addends nest with another join's (a flattened MS stream: block k's neuron sums the stem and
+    every earlier block's conv), which then read the chained relay.
     """
     nodes = dict(graph.nodes)
     edges = list(graph.edges)
-    shared: dict[tuple[str, ...], str] = {}
-    for join in joins(graph):
+    shared: dict[frozenset[str], str] = {}
+    candidates = [j for j in joins(graph) if j.kind != "logic" and not isinstance(graph.nodes[j.node], nir.Output)]
+    keys = {frozenset(j.inputs) for j in candidates}
+    for join in candidates:
         node = graph.nodes[join.node]
-        if join.kind == "logic" or isinstance(node, (*NEURONS, nir.Output)):
+        key = frozenset(join.inputs)
+        nested = any(key < other or other < key for other in keys)
+        if isinstance(node, NEURONS) and not (join.kind == "stream" and nested):
             continue
         if _identity_stream(node):
             nodes[join.node] = nir.Scale(scale=np.asarray(node.scale), metadata={**node.metadata, RELAY_KEY: True})
             continue
-        key = frozenset(join.inputs)
         if key not in shared:
             shared[key] = relay = f"{join.inputs[0]}.sum{len(shared)}"
             nodes[relay] = nir.Scale(scale=np.ones(graph.in_shapes[join.node]), metadata={RELAY_KEY: True})

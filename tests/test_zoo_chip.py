@@ -65,3 +65,21 @@ def test_zoo_simulator_equals_lava(name, strategy):
     for p in pops:
         np.testing.assert_array_equal(sim[p], lava[p], err_msg=p)
     assert sum(int(np.abs(sim[p]).sum()) for p in pops) > 1000
+
+
+def test_flattened_ms_stream_compiles_like_the_stream_nodes(tmp_path):
+    """MS-ResNet exported with its membrane stream flattened into edges (each neuron sums the stem and
+    every earlier block's conv, as nirtorch writes it): the relay pass chains the nested sums, giving
+    the network of the stream-node export, with the same outputs."""
+    from models import zoo
+    from models.export import export
+    from models.layers import fold_bn
+
+    export(fold_bn(zoo.load_model("ms_resnet")), tmp_path / "flat.nir", residual_nodes=False)
+    steps = MANIFEST["ms_resnet"]["time_steps"]
+    options = Options(strategy="relay", steps=steps, **DIGITS)
+    flat = compiler.compile_file(tmp_path / "flat.nir", options=options)
+    nodes = compiler.compile_file(ZOO / "ms_resnet.nir", options=options)
+    assert compiler.totals(flat[1]) == compiler.totals(nodes[1])
+    x = np.asarray(test_set()[0][:50])
+    assert np.array_equal(compiler.predictions(*flat[:2], x, steps)[3], compiler.predictions(*nodes[:2], x, steps)[3])
