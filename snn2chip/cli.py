@@ -312,9 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("compile", help="compile a NIR model for a target chip",
-                       description="Lower and quantize MODEL.nir for the target and write BUILD/network.h5 (the chip "
-                                   "IR) and BUILD/report.json (resources, per-layer quantization errors, pipeline "
-                                   "depth). A failed compile leaves no BUILD folder behind.")
+                       description="Lower residual shortcuts, quantize and partition MODEL.nir for the target and "
+                                   "write BUILD/network.h5 (the chip IR), BUILD/report.json (resources, per-layer "
+                                   "quantization errors, pipeline depth, cores and chips against their lower bounds), "
+                                   "BUILD/report.md and BUILD/core_utilisation.png. A failed compile leaves no BUILD "
+                                   "folder behind.")
     p.add_argument("model", metavar="MODEL.nir", help="NIR file")
     p.add_argument("-o", "--output", required=True, metavar="BUILD", help="output folder")
     _add_compile_options(p)
