@@ -157,7 +157,7 @@ def _verify(args) -> int:
         raise ModelError(f"--samples {samples} and --lava-samples {args.lava_samples} must satisfy "
                          f"0 <= lava-samples <= samples <= {len(dataset.x)} (the data's samples), samples > 0")
     dataset = dataset.head(samples)
-    setup = verify.settings(args.model, graph, dataset, args.data, args.steps, args.input_bits, args.input_scale)
+    setup = verify.settings(graph, dataset, args.data, args.steps, args.input_bits, args.input_scale)
     options = _options(argparse.Namespace(**{**vars(args), "steps": setup.steps, "input_bits": setup.input_bits,
                                              "input_scale": setup.input_scale}))
     target = targets.resolve(args.target_file or args.target)
@@ -331,8 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "accuracies, prediction agreement, per-layer firing rates, spikes per neuron, "
                                    "synaptic operations and an energy estimate per inference, latency in steps, and "
                                    "whether Lava matched the simulator bit for bit. Defaults when not given: --steps "
-                                   "from the data's time axis, else the model's metadata 'time_steps', else zoo.json "
-                                   "beside the model, else 100; --input-bits/--input-scale 6/16 for --data digits "
+                                   "from the data's time axis, else the model's metadata 'time_steps', else 100; --input-bits/--input-scale 6/16 for --data digits "
                                    "(image/16 as exact payloads 0..16), else 0/1 (binary spikes). What was used is "
                                    "printed.",
                        epilog="Exit codes: 0 every requested check passed (agreement >= --min-agreement; Lava bit-exact "

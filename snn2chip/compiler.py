@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snn2chip import chip, frontend, lower, neurons, partition, reference, report as report_md, shortcuts, simulator
+from snn2chip import chip, frontend, neurons, partition, reference, report as report_md, shortcuts, simulator
 from snn2chip import targets as target_files
 from snn2chip.chip import ChipNet
 from snn2chip.errors import ModelError
@@ -70,23 +70,32 @@ def chip_prediction(net: ChipNet, key: str, values: np.ndarray, steps: int) -> n
     return (window[:, -1] if key != out else window.sum(1)).argmax(1)
 
 
-def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None):
+def spiking_populations(graph: Graph, net: ChipNet) -> list[str]:
+    """The chip populations that stand for spiking NIR neurons (compared spike by spike)."""
+    return [p for p, pop in net.populations.items()
+            if pop.kind == "lif" and pop.source in graph.nodes and neurons.spikes(graph.nodes[pop.source])]
+
+
+def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None,
+                chips: dict[str, np.ndarray] | None = None):
     """Float and chip outputs over ``steps`` aligned steps: per spiking population its spikes,
     and the class predictions of the first output.
 
     Prediction rules by read-out: spiking neurons, the most spikes; integrating neurons (I, LI,
     CubaLI), the largest membrane at the last step (probed on chip); a linear read-out (relay),
-    the largest sum over time. Returns ``(float_spikes, chip_spikes, float_pred, chip_pred)``.
+    the largest sum over time. ``chips``: the simulator's records on :func:`chip_inputs` of ``x``
+    (the spiking populations and the read-out's :func:`readout` key), when already run. Returns
+    ``(float_spikes, chip_spikes, float_pred, chip_pred)``.
     """
     depth = net.metadata["depth"]
-    spiking = [p for p, pop in net.populations.items()
-               if pop.kind == "lif" and pop.source in graph.nodes and neurons.spikes(graph.nodes[pop.source])]
+    spiking = spiking_populations(graph, net)
     out, key = readout(graph, net)
     integrating = key != out
     record = [net.populations[p].source for p in spiking] + [net.populations[out].source]
     floats = reference.run(graph, x, steps, dt=dt, record=record)
-    chips = simulator.simulate(net, chip_inputs(net, x, steps), record=spiking + ([] if integrating else [out]),
-                               probe=[out] if integrating else [])
+    if chips is None:
+        chips = simulator.simulate(net, chip_inputs(net, x, steps), record=spiking + ([] if integrating else [out]),
+                                   probe=[out] if integrating else [])
     float_out = floats[net.populations[out].source].reshape(x.shape[0], steps, -1)
     float_pred = (float_out[:, -1] if integrating else float_out.sum(1)).argmax(1)
     chip_pred = chip_prediction(net, key, chips[key], steps)
@@ -96,14 +105,14 @@ def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float
 
 
 def fidelity(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None,
-             labels: np.ndarray | None = None) -> dict:
+             labels: np.ndarray | None = None, chips: dict[str, np.ndarray] | None = None) -> dict:
     """Float reference vs compiled simulator on inputs ``x``, aligned by each population's depth.
 
     Per spiking population: firing rates (spikes per neuron per step), their difference and the
     spike agreement at matching steps; for the first output: prediction agreement, and the
-    accuracies of both when ``labels`` are given.
+    accuracies of both when ``labels`` are given. ``chips``: as for :func:`predictions`.
     """
-    float_spikes, chip_spikes, float_pred, chip_pred = predictions(graph, net, x, steps, dt)
+    float_spikes, chip_spikes, float_pred, chip_pred = predictions(graph, net, x, steps, dt, chips)
     layers = [{
         "population": p,
         "float_rate": float(float_spikes[p].mean()),
@@ -136,7 +145,7 @@ def compile_file(model: str | Path, target: str | Path | target_files.Target = "
     file or a Target) on its named ``system`` (None: the smallest that fits); return the graph,
     the chip network and the report."""
     chip_target = target_files.resolve(target)
-    graph = lower.relay_conv_chains(frontend.load(model))
+    graph = frontend.load(model)
     try:
         if options.strategy == "auto":
             # both strategies; keep the one with less weight memory (expand on ties: fewer hops)

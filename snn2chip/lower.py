@@ -245,7 +245,7 @@ def _pool_as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> F
                       shapes.ints(node.padding, 2, "padding"), (1, 1), channels)
 
 
-def relay_conv_chains(graph: Graph) -> Graph:
+def relay_large_maps(graph: Graph) -> Graph:
     """A relay after every Conv2d whose output reaches another Conv2d through stateless nodes
     only, when that output is too large for the composed map to be lowered as a dense matrix
     (``size**2 > MAX_DENSE``): a chain of convolutions is not one convolution at the borders

@@ -417,7 +417,7 @@ def _mean_outputs(graph: Graph, pops: dict[str, str], options: Options, dt: floa
 def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, dict]:
     """Lower and quantize ``graph``; return the chip network and the per-layer report."""
     dt, _ = reference.resolve_dt(graph, options.dt)
-    graph = shortcuts.apply(graph, options.strategy)
+    graph = shortcuts.apply(lower.relay_large_maps(graph), options.strategy)
     pops = lower.populations(graph)
     means = _mean_outputs(graph, pops, options, dt)
     ranges: dict[str, float] = {}  # largest |value| a relay carries (float units)

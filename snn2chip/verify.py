@@ -55,25 +55,16 @@ class Settings:
     input_source: str
 
 
-def _zoo_steps(model: Path) -> int | None:
-    manifest = model.parent / "zoo.json"
-    if not manifest.is_file():
-        return None
-    entry = json.loads(manifest.read_text()).get("models", {}).get(model.stem, {})
-    return entry.get("time_steps")
-
-
-def settings(model: str, graph: Graph, dataset: Dataset, data_spec: str, steps: int | None,
+def settings(graph: Graph, dataset: Dataset, data_spec: str, steps: int | None,
              input_bits: int | None, input_scale: float | None) -> Settings:
     """Resolve unset options. Steps: ``--steps``; else the data's time axis; else the model's
-    metadata ``time_steps``; else ``zoo.json`` beside the model; else 100. Input encoding:
+    metadata ``time_steps``; else 100. Input encoding:
     the options; else for ``digits`` 6 bits at scale 16; else binary spikes at scale 1."""
     data_steps = dataset.steps(graph.out_shapes[graph.inputs[0]])
     if data_steps is not None and steps not in (None, data_steps):
         raise ModelError(f"--steps {steps} disagrees with the data's time axis of {data_steps} steps", file=data_spec)
     candidates = [(steps, "--steps"), (data_steps, "the data's time axis"),
-                  (graph.metadata.get("time_steps"), "model metadata 'time_steps'"),
-                  (_zoo_steps(Path(model)), "zoo.json beside the model"), (DEFAULT_STEPS, "default")]
+                  (graph.metadata.get("time_steps"), "model metadata 'time_steps'"), (DEFAULT_STEPS, "default")]
     chosen, source = next((int(v), s) for v, s in candidates if v is not None)
     defaults = DIGITS_INPUT if data_spec == "digits" else {"input_bits": 0, "input_scale": 1.0}
     given = (input_bits is not None) + (input_scale is not None)
@@ -112,14 +103,15 @@ class Result:
     inputs_sha256: list[str]
 
 
-def _activity(net: ChipNet, x: np.ndarray, steps: int, keep: int, probe: list[str], bar) -> tuple[dict, dict]:
+def _activity(net: ChipNet, x: np.ndarray, steps: int, keep: int, everywhere: list[str], probe: list[str],
+              bar) -> tuple[dict, dict]:
     """Per population: spikes (non-zero messages) per sample; and the full chip records of the
-    first ``keep`` samples plus every sample's outputs and probes."""
+    first ``keep`` samples plus every sample's records named in ``everywhere``."""
     fans = {p: [fanout(net, g) for g in net.groups if g.src == p] for p in net.populations}
     spikes = {p: np.zeros(len(x), dtype=np.int64) for p in net.populations}
     synops = {p: np.zeros(len(x), dtype=np.int64) for p in net.populations}
     kept: dict[str, list[np.ndarray]] = {}
-    outputs = list(net.outputs) + [f"{p}.v" for p in probe]
+    outputs = set(everywhere)
     for start in range(0, len(x), CHUNK):
         part = compiler.chip_inputs(net, x[start : start + CHUNK], steps)
         records = simulator.simulate(net, part, record=list(net.populations), probe=probe)
@@ -164,13 +156,15 @@ def run(graph: Graph, net: ChipNet, dataset: Dataset, setup: Settings, *, target
     x, steps, samples = np.asarray(dataset.x), setup.steps, len(dataset.x)
     _, key = compiler.readout(graph, net)
     probe = [p for p in net.outputs if net.populations[p].kind == "lif"]  # includes an integrating read-out
+    outputs = list(net.outputs) + [f"{p}.v" for p in probe]
     total = 2 * samples + lava_samples
     with progress.bar(range(total), "verify", "sample", show_progress) as bar:  # advanced by hand
-        bar.set_postfix_str("float reference vs chip simulator")
-        fid = compiler.fidelity(graph, net, x, steps, dt=dt, labels=dataset.y)
+        bar.set_postfix_str("chip simulator")
+        counts, records = _activity(net, x, steps, max(lava_samples, 1),
+                                    outputs + compiler.spiking_populations(graph, net), probe, bar)
+        bar.set_postfix_str("float reference")
+        fid = compiler.fidelity(graph, net, x, steps, dt=dt, labels=dataset.y, chips=records)
         bar.update(samples)
-        bar.set_postfix_str("chip activity")
-        counts, records = _activity(net, x, steps, max(lava_samples, 1), probe, bar)
         if lava_samples:
             bar.set_postfix_str("Lava")
         lava = _lava_check(net, x[:lava_samples], steps, records, probe, bar) if lava_samples else None
@@ -221,7 +215,7 @@ def run(graph: Graph, net: ChipNet, dataset: Dataset, setup: Settings, *, target
     report["energy_per_inference_j"] = report["energy"]["total_j"]
     if lava is not None:
         report["lava"] = lava
-    outputs = {k: records[k].astype(np.int32) for k in list(net.outputs) + [f"{p}.v" for p in probe]}
+    outputs = {k: records[k].astype(np.int32) for k in outputs}
     raster = {p: records[p][0] for p in rates}
     return Result(report, outputs, compiler.chip_prediction(net, key, records[key], steps), raster, _digest(x))
 

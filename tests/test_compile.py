@@ -377,9 +377,10 @@ def test_worst_case_range_that_hides_the_threshold_is_clamped(capsys, tmp_path, 
 @pytest.mark.parametrize("pool", ["global", "2x2", None])
 def test_pool_flatten_fc_readout_becomes_one_exact_conv(monkeypatch, pool):
     """[pool] Flatten Linear from a (C, H, W) population, too large for a dense matrix (MAX_DENSE
-    lowered to 100 here), is one conv whose kernel covers the input, output (N, 1, 1) into the
-    (N,) population; on the weight grid chip spikes equal float spikes; simulator == Lava."""
-    monkeypatch.setattr(lower, "MAX_DENSE", 100)
+    lowered to 1000 here: the 48-input push-through needs 48 x 48 > 1000, the pool alone at most
+    48 x 12 < 1000, so no relay), is one conv whose kernel covers the input, output (N, 1, 1) into
+    the (N,) population; on the weight grid chip spikes equal float spikes; simulator == Lava."""
+    monkeypatch.setattr(lower, "MAX_DENSE", 1000)
     rng = np.random.default_rng(3)
     side = {"global": 1, "2x2": 2, None: 4}[pool]
     window = np.array([4 // side] * 2)
@@ -405,7 +406,7 @@ def test_pool_flatten_fc_readout_becomes_one_exact_conv(monkeypatch, pool):
 
 def test_global_pool_before_a_large_classifier_gets_a_relay(monkeypatch):
     """Where even the readout kernel would be too large (MAX_DENSE lowered to 100: in 48 x out 3),
-    relay_conv_chains relays the pool: a depthwise conv into a (3, 1, 1) relay, then a dense map."""
+    relay_large_maps relays the pool: a depthwise conv into a (3, 1, 1) relay, then a dense map."""
     monkeypatch.setattr(lower, "MAX_DENSE", 100)
     rng = np.random.default_rng(4)
     graph = make_graph(*chain(("pool", nir.AvgPool2d(kernel_size=np.array([4, 4]), stride=np.array([4, 4]),
@@ -413,7 +414,7 @@ def test_global_pool_before_a_large_classifier_gets_a_relay(monkeypatch):
                               ("flat", nir.Flatten(input_type={"input": np.array([3, 1, 1])}, start_dim=0, end_dim=-1)),
                               ("fc", nir.Linear(weight=rng.integers(-30, 61, (5, 3)) * 2 / 128.0)),
                               ("n1", nir.IF(r=np.ones(5), v_threshold=np.ones(5))), shape=(3, 4, 4), out=(5,)))
-    relayed = lower.relay_conv_chains(graph)
+    relayed = lower.relay_large_maps(graph)
     assert relayed.successors("pool") == ["pool.relay"]
     net, _ = compile_graph(relayed)
     assert {(g.src, g.kind, g.weights.shape, g.groups) for g in net.groups} == {
