@@ -2,8 +2,8 @@
 
 Columns: the ANN (onnxruntime), the converted SNN in the float reference, and compiled for Loihi 2
 on the bit-accurate simulator (inputs ``--input-bits 6 --input-scale 16``: image/16 as exact
-payloads; biases corrected on the calibration samples), for T in 8..256, with and without
-shortcut normalisation and compensation. The float columns come from one 256-step run per variant
+payloads; calibrated, i.e. compensated rounding and bias correction, on the calibration samples),
+for T in 8..256, with and without shortcut normalisation and compensation. The float columns come from one 256-step run per variant
 (states start at 0 and the input is constant, so the read-out at step T-1 is the T-step result);
 the chip is compiled per T (the read-out's range depends on T) and run by ``compiler.predictions``.
 

@@ -11,5 +11,5 @@ from snn2chip.frontend import load
 from snn2chip.graph import Graph
 from snn2chip.reference import run
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Graph", "ModelError", "load", "run", "__version__"]

@@ -124,6 +124,8 @@ def _compile(args) -> int:
           f"pipeline depth {report['pipeline_depth']}")
     for layer in report["layers"]:
         errors = ", ".join(f"{g['name']} {g['kind']} e={g['weight_exp']} weight error {100 * g['weight_rel_rms_error']:.2f}%"
+                           + (f" (input error {100 * g['input_rel_rms_error']:.2f}%, {g['rounding']})"
+                              if "input_rel_rms_error" in g else "")
                            for g in layer["groups"])
         thr = f", threshold error {100 * layer['threshold_error']:.3f}%" if "threshold_error" in layer else ""
         print(f"  {layer['population']}: {layer['kind']} scale {layer['scale']:g} vth {layer['vth']}{thr}; {errors}")
@@ -249,8 +251,12 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-align", action="store_true",
                    help="do not equalise path lengths into joins (only to measure what misalignment costs)")
     p.add_argument("--calib", metavar="FILE",
-                   help="calibration inputs (.npy, or .npz with 'x'; e.g. training samples): biases are corrected "
-                        "by the mean input error that weight rounding causes on them (default: no correction)")
+                   help="calibration inputs (.npy, or .npz with 'x'; e.g. training samples): weights are rounded "
+                        "with error compensation on them (see --rounding) and biases corrected by the mean input "
+                        "error that rounding leaves (default: no calibration, weights rounded to nearest)")
+    p.add_argument("--rounding", choices=("compensated", "nearest"), default="compensated",
+                   help="with --calib: compensated (default; GPTQ: each weight's rounding error is offset on the "
+                        "inputs not yet rounded, as they co-vary on the calibration data) or nearest")
     p.add_argument("--no-split-signs", action="store_true",
                    help="keep mixed-sign weights in one group (7-bit magnitudes) instead of an excitatory and an "
                         "inhibitory group (8-bit magnitudes each)")
@@ -265,7 +271,7 @@ def _options(args):
     calibration = data.load_samples(args.calib) if args.calib else None
     return Options(dt=args.dt, input_scale=args.input_scale, input_bits=args.input_bits, steps=args.steps,
                    strategy=args.strategy, align=not args.no_align, split_signs=not args.no_split_signs,
-                   calibration=calibration)
+                   calibration=calibration, rounding=args.rounding)
 
 
 def build_parser() -> argparse.ArgumentParser:

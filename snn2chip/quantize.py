@@ -31,8 +31,10 @@ effective kernel (Lava's CPU Conv has no exponent). Decays become ``dv = 4096*dt
 without synaptic current); ``v_leak`` becomes ``bias_mant << bias_exp``.
 
 Input biases (Affine/Conv biases) enter where NIR puts them, through the synaptic input: an
-always-on neuron ``bias`` (v = 1 > vth = 0 every step) feeds each biased population through a
-synapse group delayed by ``D - 1`` steps, so that a population at hop depth D receives its bias
+always-on neuron ``bias`` (v = 1 > vth = 0 every step) feeds each biased population through
+synapse groups delayed by ``D - 1`` steps (a coarse group and, for its rounding remainder, a
+fine one with its own exponent: a bias error adds up over every step, a weight error only
+where its input spikes), so that a population at hop depth D receives its bias
 from chip step D on, when its first data arrive (float step 0). Biases carried by a recurrent
 edge therefore start one step early (the float reference gives them from step 1), and depths
 beyond the 63-step delay limit are rejected.
@@ -41,7 +43,9 @@ Bias correction (with calibration inputs): rounding changes a population's mean 
 ``sum_groups (W_chip - W) @ m``, ``m`` the source's mean output per step measured in the float
 model on the calibration inputs; that amount is subtracted through the bias (Nagel et al.,
 "Data-Free Quantization Through Weight Equalization and Bias Correction", ICCV 2019, §4.2, with
-measured instead of modelled input means).
+measured instead of modelled input means). With calibration inputs weights are also rounded
+with error compensation (:mod:`snn2chip.rounding`, GPTQ) on the float model's source outputs,
+unless ``rounding`` is 'nearest'.
 
 Latency alignment: a population's hop depth D is one more than its deepest forward source; a
 source reached in fewer hops is read through a delay line (one-hop copies of it, shared by all
@@ -53,12 +57,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 
 import nir
 import numpy as np
 import torch
 
-from snn2chip import loihi, lower, neurons, reference, shortcuts
+from snn2chip import loihi, lower, neurons, reference, rounding, shortcuts
 from snn2chip.chip import ChipNet, Population, SynapseGroup
 from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
@@ -69,6 +74,8 @@ RELAY_LIMIT = 2**23 - 1  # a graded relay's payload
 WEIGHT_EXP_RANGE = (-8, 7)
 BIAS_MANT_MAX = 4095
 BIAS_EXP_MAX = 7
+BIAS_TERMS = 2  # synapse groups per bias sign: coarse, then the fine remainder
+ROUNDINGS = ("compensated", "nearest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +87,9 @@ class Options:
     (:mod:`snn2chip.shortcuts`). ``split_signs``: mixed-sign weights become an excitatory and an
     inhibitory group (8-bit magnitudes) instead of one mixed group (7 bits and a sign).
     ``calibration``: inputs (samples, *input shape), held for ``steps`` steps, on which the float
-    model's mean source outputs are measured for bias correction (module docstring)."""
+    model's source outputs are measured for bias correction and, with ``rounding``
+    'compensated', for error-compensating weight rounding (module docstring); 'nearest' rounds
+    every weight to nearest."""
 
     dt: float | None = None
     input_scale: float = 1.0
@@ -91,6 +100,7 @@ class Options:
     strategy: str = "expand"
     split_signs: bool = True
     calibration: np.ndarray | None = None
+    rounding: str = "compensated"
 
 
 def _uniform(values, what: str, graph: Graph, node: str) -> float:
@@ -237,22 +247,66 @@ def _relay_scale(incoming: list[tuple[lower.FloatGroup, float]], bias: np.ndarra
     return 2.0 ** math.ceil(math.log2(max(needed)))
 
 
-def _quantize_weights(target: np.ndarray, conv: bool, weight_bits: int, where: str, graph: Graph, node: str):
-    """Integers and exponent for float chip-unit weights ``target``; the reconstruction too."""
+def _exponent(target: np.ndarray, conv: bool, weight_bits: int, where: str, graph: Graph, node: str) -> tuple[int, int]:
+    """Weight exponent and mantissa step of a group with float chip-unit weights ``target``: the
+    largest weight uses the full mantissa (mixed signs drop the LSB, as Lava does)."""
     mixed = bool(np.any(target > 0) and np.any(target < 0))
     step = 1 << (loihi.WEIGHT_BITS - weight_bits + mixed)
     top = 2**loihi.WEIGHT_BITS - step
     biggest = float(np.abs(target).max(initial=0))
     if biggest == 0:
-        return np.zeros(target.shape, dtype=np.int64), 0, np.zeros(target.shape)
+        return 0, step
     exp = math.ceil(math.log2(biggest / top)) if biggest > top else -math.floor(math.log2(top / biggest))
     exp = max(exp, 0) if conv else min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
-    mant = np.clip(np.round(target / (step * 2.0**exp)) * step, -(2**loihi.WEIGHT_BITS), top)
-    if np.abs(target).max() / 2.0**exp > 2**loihi.WEIGHT_BITS:
+    if biggest / 2.0**exp > 2**loihi.WEIGHT_BITS:
         raise graph.error(f"weights of synapse group {where} exceed the 8-bit mantissa at the largest weight exponent",
                           node=node)
-    ints = mant.astype(np.int64) * (2**exp if conv else 1)
-    return ints, (0 if conv else exp), mant * 2.0**exp
+    return exp, step
+
+
+def _mantissa_range(exp: int, mant_step: int) -> tuple[float, float]:
+    """Smallest and largest weight (chip units) of a group with exponent ``exp``."""
+    return -(2**loihi.WEIGHT_BITS) * 2.0**exp, (2**loihi.WEIGHT_BITS - mant_step) * 2.0**exp
+
+
+def _compensated(target: np.ndarray, parts: list[tuple[str, np.ndarray]], grids: list[tuple[int, int]],
+                 moments: list[np.ndarray]) -> np.ndarray:
+    """Float chip-unit weights ``target`` rounded with error compensation (:mod:`snn2chip.rounding`)
+    over the inputs one row reads, each weight on its sign group's grid (``parts``, with their
+    exponent and mantissa step in ``grids``); ``moments``: one second-moment matrix per block of
+    rows. Every weight keeps its sign; zeros stay zero."""
+    step, low, high = np.ones(target.shape), np.zeros(target.shape), np.zeros(target.shape)
+    for (_, part), (exp, mant_step) in zip(parts, grids):
+        bottom, top = _mantissa_range(exp, mant_step)
+        step[part != 0] = mant_step * 2.0**exp
+        low[part < 0], high[part > 0] = bottom, top
+    rows = target.reshape(len(target), -1)
+    block = len(rows) // len(moments)
+    recon = np.zeros(rows.shape)
+    for k, h in enumerate(moments):
+        part = slice(k * block, (k + 1) * block)
+        recon[part] = rounding.compensated(rows[part], h, *(a.reshape(rows.shape)[part] for a in (step, low, high)))
+    return recon.reshape(target.shape)
+
+
+def _quantize(target: np.ndarray, conv: bool, options: Options, where: str, graph: Graph, node: str,
+              moments: list[np.ndarray] | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray, int, np.ndarray]]:
+    """Float chip-unit weights ``target`` as chip groups: per sign group (:func:`_sign_parts`) the
+    name suffix, its float weights, integer weights, exponent and reconstruction (chip units),
+    one group at a time (large maps: one group's arrays alive at once). Rounded to nearest, or
+    error-compensated when ``moments`` are given. Conv groups store the effective kernel
+    ``mant << exp`` with exponent 0 (Lava's CPU Conv has no exponent)."""
+    parts = _sign_parts(target, options.split_signs)
+    grids = [_exponent(part, conv, options.weight_bits, where + suffix, graph, node) for suffix, part in parts]
+    joint = None if moments is None else _compensated(target, parts, grids, moments)
+    for (suffix, part), (exp, mant_step) in zip(parts, grids):
+        if joint is None:
+            unit = mant_step * 2.0**exp
+            mine = np.clip(np.round(part / unit) * unit, *_mantissa_range(exp, mant_step))
+        else:
+            mine = np.where(part != 0, joint, 0.0)
+        stored_exp = 0 if conv else exp  # ``mine`` is a multiple of 2**exp
+        yield suffix, part, np.round(mine / 2.0**stored_exp).astype(np.int64), stored_exp, mine
 
 
 def _bias(values: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
@@ -353,13 +407,17 @@ def _bias_group(graph: Graph, node: str, pop: str, target: np.ndarray, alpha: fl
     if delay > loihi.MAX_DELAY:
         raise graph.error(f"bias needs a {delay}-step delay at hop depth {depth}; the chip delays at most "
                           f"{loihi.MAX_DELAY}", node=node)
-    for suffix, part in _sign_parts(target, options.split_signs):
-        name = f"{pop}<-bias{suffix}"
-        ints, exp, recon = _quantize_weights(part, False, options.weight_bits, name, graph, node)
-        group = SynapseGroup(name, "dense", BIAS, pop, ints, exp, options.weight_bits,
-                             delays=np.full(ints.shape, delay) if delay else None, source="bias")
-        groups.append(group)
-        entry["groups"].append(_group_entry(group, exp, part, recon, alpha, delay=delay))
+    remainder = target
+    for term in range(BIAS_TERMS):
+        for suffix, part, ints, exp, recon in _quantize(remainder, False, options, f"{pop}<-bias", graph, node):
+            name = f"{pop}<-bias{'.fine' * term}{suffix}"
+            group = SynapseGroup(name, "dense", BIAS, pop, ints, exp, options.weight_bits,
+                                 delays=np.full(ints.shape, delay) if delay else None, source="bias")
+            groups.append(group)
+            entry["groups"].append(_group_entry(group, exp, part, recon, alpha, delay=delay))
+            remainder = remainder - recon
+        if not np.any(remainder):
+            break
 
 
 def _population(graph: Graph, node: str, pop: str, shape, neuron: _Neuron, alpha: float, entry: dict) -> Population:
@@ -402,8 +460,8 @@ def _population(graph: Graph, node: str, pop: str, shape, neuron: _Neuron, alpha
                       scale=alpha, **reset)
 
 
-def _mean_outputs(graph: Graph, pops: dict[str, str], options: Options, dt: float) -> dict[str, np.ndarray] | None:
-    """Per population the float model's mean output per neuron and step on the calibration inputs."""
+def _calibration_outputs(graph: Graph, pops: dict[str, str], options: Options, dt: float) -> dict[str, np.ndarray] | None:
+    """Per population the float model's outputs (samples, steps, neurons) on the calibration inputs."""
     if options.calibration is None:
         return None
     nodes = sorted(set(pops.values()))
@@ -411,15 +469,18 @@ def _mean_outputs(graph: Graph, pops: dict[str, str], options: Options, dt: floa
         outputs = reference.run(graph, options.calibration, options.steps, dt=dt, record=nodes, dtype=torch.float64)
     except ModelError as e:
         raise ModelError(f"calibration inputs: {e.problem}", node=e.node) from None
-    return {pop: outputs[node].reshape(*outputs[node].shape[:2], -1).mean((0, 1)) for pop, node in pops.items()}
+    return {pop: outputs[node].reshape(*outputs[node].shape[:2], -1) for pop, node in pops.items()}
 
 
 def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, dict]:
     """Lower and quantize ``graph``; return the chip network and the per-layer report."""
     dt, _ = reference.resolve_dt(graph, options.dt)
+    if options.rounding not in ROUNDINGS:
+        raise ModelError(f"unknown rounding '{options.rounding}' (known: {', '.join(ROUNDINGS)})")
     graph = shortcuts.apply(lower.relay_large_maps(graph), options.strategy)
     pops = lower.populations(graph)
-    means = _mean_outputs(graph, pops, options, dt)
+    calibrated = _calibration_outputs(graph, pops, options, dt)
+    means = None if calibrated is None else {pop: out.mean((0, 1)) for pop, out in calibrated.items()}
     ranges: dict[str, float] = {}  # largest |value| a relay carries (float units)
     populations: dict[str, Population] = {}
     groups: list[SynapseGroup] = []
@@ -480,15 +541,21 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             unit = alpha * neuron.gain / _input_scale(graph, pops, src, options, populations)  # chip units per float weight
             target = fg.weights * unit
             common = dict(src=sender, dst=pop, num_weight_bits=options.weight_bits, source=",".join(chain))
-            for suffix, part in _sign_parts(target, options.split_signs):
+            src_shape = populations[src].shape if src in populations else shape
+            moments = None if calibrated is None else rounding.second_moments(fg, calibrated[src], src_shape)
+            compensate = moments if options.rounding == "compensated" else None
+            for suffix, part, ints, exp, recon in _quantize(target, fg.kind == "conv", options, f"{pop}<-{sender}",
+                                                            graph, node, compensate):
                 name = _unique(f"{pop}<-{sender}{suffix}", groups)
-                ints, exp, recon = _quantize_weights(part, fg.kind == "conv", options.weight_bits, name, graph, node)
                 if means is not None:
-                    src_shape = populations[src].shape if src in populations else shape
                     correction -= lower.apply_map(fg, (recon - part) / unit, means[src], src_shape).reshape(shape)
                 group = _synapse_group(name, fg, ints, exp, common, lag if synaptic else 0)
                 groups.append(group)
-                entry["groups"].append(_group_entry(group, exp, part, recon, unit, through=list(chain), recurrent=rec))
+                measured = {"rounding": "compensated" if compensate is not None else "nearest"}
+                if moments is not None:
+                    measured["input_rel_rms_error"] = rounding.input_error(recon - part, part, moments)
+                entry["groups"].append(_group_entry(group, exp, part, recon, unit, through=list(chain), recurrent=rec,
+                                                    **measured))
         if means is not None:
             correction *= neuron.gain
             entry["bias_correction_rms"] = float(np.sqrt(np.mean(np.square(correction))))
@@ -518,6 +585,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
         "strategy": options.strategy,
         "split_signs": options.split_signs,
         "calibration_samples": 0 if options.calibration is None else len(options.calibration),
+        "rounding": "nearest" if options.calibration is None else options.rounding,
         "joins": [dataclasses.asdict(j) for j in shortcuts.joins(graph)],
     }
     return net, report

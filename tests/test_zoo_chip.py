@@ -1,8 +1,9 @@
 """Every zoo model compiled for Loihi 2: accuracy on the whole digits test split, and simulator == Lava.
 
-Compiled as the README's table: biases corrected on the training split (``--calib``). The bounds
-are the measured figures (README, "Residual networks on chip") with a small margin; the models'
-weights are fixed, so a change in the compiler that costs accuracy fails here.
+Compiled as the README's table: calibrated on the training split (``--calib``: compensated
+rounding, bias correction). The bounds are the issue's bar (within 1 point of the float model's
+accuracy, at least 98 % prediction agreement); the models' weights are fixed, so a change in the
+compiler that costs accuracy fails here.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def test_zoo_accuracy_on_chip(name, strategy):
     x, y = test_set()
     result = compiler.fidelity(graph, net, np.asarray(x), steps, labels=np.asarray(y))
     assert result["float_accuracy"] == pytest.approx(MANIFEST[name]["executor_test_accuracy"])
-    assert abs(result["chip_accuracy"] - result["float_accuracy"]) <= 0.015, result
-    assert result["output_agreement"] >= 0.975, result
+    # the issue's bar (README, "Residual networks on chip"); SEW-AND meets it with no image to spare
+    assert abs(result["chip_accuracy"] - result["float_accuracy"]) <= 0.01, result
+    assert result["output_agreement"] >= 0.98, result
     assert report["unaligned_joins"] == []
 
 
