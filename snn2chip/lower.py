@@ -12,7 +12,8 @@ Scales/Flattens; otherwise a dense matrix obtained by pushing unit vectors throu
 where that matrix or its ``n_src**2`` unit vectors would exceed ``MAX_DENSE`` entries, a
 convolution for a lone pool or a
 ``[pool] Flatten Affine`` readout);
-:func:`population_bias` evaluates the stateless region with all sources at zero.
+:func:`population_bias` evaluates the stateless region with all sources at zero (apart for
+biases that cross a recurrent edge, which arrive a step later).
 Output nodes fed by a stateless chain get a relay population (an exact linear readout).
 """
 
@@ -313,21 +314,35 @@ def lower_path(graph: Graph, pops: dict[str, str], src: str, dst: str, chain: tu
     return FloatGroup(src, dst, "dense", (pushed[1:] - pushed[:1]).T.contiguous().numpy(), chain)
 
 
-def population_bias(graph: Graph, pops: dict[str, str], pop: str) -> np.ndarray:
-    """The constant input of ``pop`` (biases carried through the stateless region), shaped like its input."""
-    values: dict[str, torch.Tensor] = {}
+def population_bias(graph: Graph, pops: dict[str, str], pop: str) -> tuple[np.ndarray, np.ndarray]:
+    """The constant input of ``pop`` (biases carried through the stateless region, all sources at
+    zero), shaped like its input: the part arriving over forward edges only, and the part that
+    crosses a recurrent edge (it reaches ``pop`` from the second step on)."""
+    values: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def value(node: str) -> torch.Tensor:
+    def gathered(node: str, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        forward = recurrent = torch.zeros((1, *shape), dtype=torch.float64)
+        for p in graph.predecessors(node):
+            f, r = value(p)
+            if (p, node) in graph.recurrent:
+                recurrent = recurrent + f + r
+            else:
+                forward, recurrent = forward + f, recurrent + r
+        return forward, recurrent
+
+    def value(node: str) -> tuple[torch.Tensor, torch.Tensor]:
         if node in pops and pops[node] == node:
-            return torch.zeros((1, *graph.out_shapes[node]), dtype=torch.float64)
+            zero = torch.zeros((1, *graph.out_shapes[node]), dtype=torch.float64)
+            return zero, zero
         if node not in values:
-            total = sum(value(p) for p in graph.predecessors(node))
-            values[node] = reference.node_op(graph, node, 1.0, 1, torch.float64)(total)
+            forward, recurrent = gathered(node, graph.in_shapes[node])
+            op = reference.node_op(graph, node, 1.0, 1, torch.float64)
+            # affine: op(f + r) = op(f) + (op(r) - op(0)), the node's own bias going with the forward part
+            values[node] = op(forward), op(recurrent) - op(torch.zeros_like(recurrent))
         return values[node]
 
-    target = pops[pop]
-    inputs = [value(p) for p in graph.predecessors(target)]
-    return sum(inputs, torch.zeros((1, *graph.in_shapes[target]), dtype=torch.float64))[0].numpy()
+    forward, recurrent = gathered(pops[pop], graph.in_shapes[pops[pop]])
+    return forward[0].numpy(), recurrent[0].numpy()
 
 
 def apply_map(fg: FloatGroup, weights: np.ndarray, x: np.ndarray, src_shape: tuple[int, ...]) -> np.ndarray:

@@ -28,16 +28,19 @@ mantissa: ``weights = round(alpha*c*W / 2**e)``. Mixed-sign weights are split by
 excitatory and an inhibitory group, each with 8-bit magnitudes; unsplit, they keep even values
 only, as Lava drops the LSB of mixed-sign weights. Conv groups keep ``e >= 0`` and store the
 effective kernel (Lava's CPU Conv has no exponent). Decays become ``dv = 4096*dt/tau`` and ``du = 4096*dt/tau_syn - 1`` (``du = 4095``
-without synaptic current); ``v_leak`` becomes ``bias_mant << bias_exp``.
+without synaptic current). ``v_leak`` is an input bias (below) where there is no synaptic
+current, as the input is then added to v unchanged; with one it becomes ``bias_mant <<
+bias_exp``, which acts from chip step 0, before the population's data arrive.
 
 Input biases (Affine/Conv biases) enter where NIR puts them, through the synaptic input: an
 always-on neuron ``bias`` (v = 1 > vth = 0 every step) feeds each biased population through
 synapse groups delayed by ``D - 1`` steps (a coarse group and, for its rounding remainder, a
 fine one with its own exponent: a bias error adds up over every step, a weight error only
 where its input spikes), so that a population at hop depth D receives its bias
-from chip step D on, when its first data arrive (float step 0). Biases carried by a recurrent
-edge therefore start one step early (the float reference gives them from step 1), and depths
-beyond the 63-step delay limit are rejected.
+from chip step D on, when its first data arrive (float step 0). Biases that cross a recurrent
+edge reach a population from float step 1 on (the edge delivers the previous step, 0 at first):
+they get their own groups (``bias.late``), one step later. Depths beyond the 63-step delay limit
+are rejected.
 
 Bias correction (with calibration inputs): rounding changes a population's mean input by
 ``sum_groups (W_chip - W) @ m``, ``m`` the source's mean output per step measured in the float
@@ -395,22 +398,22 @@ def _delay_line(src: str, lag: int, populations: dict, groups: list, depth: dict
     return previous
 
 
-def _bias_group(graph: Graph, node: str, pop: str, target: np.ndarray, alpha: float, depth: int, options: Options,
-                populations: dict, groups: list, entry: dict) -> None:
-    """The synapse group from the always-on neuron that gives ``pop`` its input bias (chip units
-    ``target``), delayed so that it starts with the population's first data."""
+def _bias_group(graph: Graph, node: str, pop: str, target: np.ndarray, alpha: float, delay: int, options: Options,
+                populations: dict, groups: list, entry: dict, label: str = "bias") -> None:
+    """The synapse groups from the always-on neuron that give ``pop`` its input bias (chip units
+    ``target``), ``delay`` steps late (a population at hop depth D gets its first data at chip step
+    D: delay D - 1)."""
     if BIAS in graph.nodes:
         raise graph.error(f"the name '{BIAS}' is reserved for the compiler's always-on bias neuron", node=BIAS)
     populations.setdefault(BIAS, Population(BIAS, "lif", (1,), source="(always-on bias neuron)", vth=0,
                                             bias_mant=np.ones(1, dtype=np.int64)))
-    delay = depth - 1
     if delay > loihi.MAX_DELAY:
-        raise graph.error(f"bias needs a {delay}-step delay at hop depth {depth}; the chip delays at most "
-                          f"{loihi.MAX_DELAY}", node=node)
+        raise graph.error(f"bias needs a {delay}-step delay to start with the population's data; the chip delays "
+                          f"at most {loihi.MAX_DELAY}", node=node)
     remainder = target
     for term in range(BIAS_TERMS):
-        for suffix, part, ints, exp, recon in _quantize(remainder, False, options, f"{pop}<-bias", graph, node):
-            name = f"{pop}<-bias{'.fine' * term}{suffix}"
+        for suffix, part, ints, exp, recon in _quantize(remainder, False, options, f"{pop}<-{label}", graph, node):
+            name = f"{pop}<-{label}{'.fine' * term}{suffix}"
             group = SynapseGroup(name, "dense", BIAS, pop, ints, exp, options.weight_bits,
                                  delays=np.full(ints.shape, delay) if delay else None, source="bias")
             groups.append(group)
@@ -498,15 +501,22 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
         neuron = _neuron(graph, node, dt)
         incoming = [(src, chain, rec, lower.lower_path(graph, pops, src, pop, chain))
                     for src, chain, rec in lower.paths(graph, pops, pop)]
-        bias = lower.population_bias(graph, pops, pop).reshape(shape) * neuron.gain
-        pos = bias.clip(0, None).reshape(-1).copy()
-        neg = (-bias).clip(0, None).reshape(-1).copy()
+        forward, late = lower.population_bias(graph, pops, pop)
+        bias, late = forward.reshape(shape) * neuron.gain, late.reshape(shape) * neuron.gain  # v units per step
+        if neuron.syn_decay is None and np.any(neuron.leak_bias):
+            # without a synaptic current an input is added to v as it is: v_leak joins the input
+            # biases, so that it too starts with the population's data
+            bias = bias + neuron.leak_bias.reshape(shape)
+            neuron = dataclasses.replace(neuron, leak_bias=np.zeros_like(neuron.leak_bias))
+        constant = bias + late
+        pos = constant.clip(0, None).reshape(-1).copy()
+        neg = (-constant).clip(0, None).reshape(-1).copy()
         for src, _, _, fg in incoming:
             x_max, signed = _input_range(graph, pops, src, options, ranges)
             p, n = _step_input_bounds(fg, x_max, signed, shape)
             pos += p * neuron.gain
             neg -= n * neuron.gain
-        weight = max([float(np.abs(bias).max(initial=0))]
+        weight = max([float(np.abs(constant).max(initial=0))]
                      + [float(np.abs(fg.weights).max(initial=0)) * neuron.gain / _input_scale(graph, pops, src, options, populations)
                         for src, _, _, fg in incoming])
         worst = max(float(pos.max(initial=0)), float(neg.max(initial=0)))
@@ -517,7 +527,7 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             # shift would floor the carried sum at every hop)
             upstream = [populations[src].scale for src, *_ in incoming if src in ranges]
             sources = [(fg, _input_scale(graph, pops, src, options, populations)) for src, *_, fg in incoming]
-            alpha = min(alpha, max([_relay_scale(sources, bias), *upstream]))
+            alpha = min(alpha, max([_relay_scale(sources, constant), *upstream]))
             ranges[pop] = min(worst, RELAY_LIMIT / alpha)  # a payload carries no more at this scale
         entry = {"population": pop, "nir_node": node, "neurons": int(np.prod(shape)), "scale": alpha, "groups": []}
         if guaranteed < 1:
@@ -560,9 +570,10 @@ def compile_graph(graph: Graph, options: Options = Options()) -> tuple[ChipNet, 
             correction *= neuron.gain
             entry["bias_correction_rms"] = float(np.sqrt(np.mean(np.square(correction))))
             bias = bias + correction
-        if np.any(bias != 0):
-            _bias_group(graph, node, pop, alpha * bias.reshape(-1, 1), alpha, depth[pop], options, populations,
-                        groups, entry)
+        for label, values, delay in (("bias", bias, depth[pop] - 1), ("bias.late", late, depth[pop])):
+            if np.any(values != 0):
+                _bias_group(graph, node, pop, alpha * values.reshape(-1, 1), alpha, delay, options, populations,
+                            groups, entry, label)
         populations[pop] = _population(graph, node, pop, shape, neuron, alpha, entry)
         layers.append(entry)
     outputs = {}
