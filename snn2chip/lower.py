@@ -12,7 +12,7 @@ Scales/Flattens; otherwise a dense matrix obtained by pushing unit vectors throu
 where that matrix or its ``n_src**2`` unit vectors would exceed ``MAX_DENSE`` entries, a
 convolution for a lone pool or a
 ``[pool] Flatten Affine`` readout);
-:func:`population_bias` evaluates the stateless region with all sources at zero (apart for
+:func:`population_bias` evaluates the stateless region with all sources at zero (apart from
 biases that cross a recurrent edge, which arrive a step later).
 Output nodes fed by a stateless chain get a relay population (an exact linear readout).
 """

@@ -274,22 +274,16 @@ def _mantissa_range(exp: int, mant_step: int) -> tuple[float, float]:
 
 def _compensated(target: np.ndarray, parts: list[tuple[str, np.ndarray]], grids: list[tuple[int, int]],
                  moments: list[np.ndarray]) -> np.ndarray:
-    """Float chip-unit weights ``target`` rounded with error compensation (:mod:`snn2chip.rounding`)
-    over the inputs one row reads, each weight on its sign group's grid (``parts``, with their
-    exponent and mantissa step in ``grids``); ``moments``: one second-moment matrix per block of
-    rows. Every weight keeps its sign; zeros stay zero."""
+    """Float chip-unit weights ``target`` rounded with error compensation (:mod:`snn2chip.rounding`,
+    ``moments`` from :func:`~snn2chip.rounding.second_moments`), each weight on its sign group's
+    grid (``parts``, with their exponent and mantissa step in ``grids``). Every weight keeps its
+    sign; zeros stay zero."""
     step, low, high = np.ones(target.shape), np.zeros(target.shape), np.zeros(target.shape)
     for (_, part), (exp, mant_step) in zip(parts, grids):
         bottom, top = _mantissa_range(exp, mant_step)
         step[part != 0] = mant_step * 2.0**exp
         low[part < 0], high[part > 0] = bottom, top
-    rows = target.reshape(len(target), -1)
-    block = len(rows) // len(moments)
-    recon = np.zeros(rows.shape)
-    for k, h in enumerate(moments):
-        part = slice(k * block, (k + 1) * block)
-        recon[part] = rounding.compensated(rows[part], h, *(a.reshape(rows.shape)[part] for a in (step, low, high)))
-    return recon.reshape(target.shape)
+    return rounding.compensated(target, moments, step, low, high)
 
 
 def _quantize(target: np.ndarray, conv: bool, options: Options, where: str, graph: Graph, node: str,

@@ -51,11 +51,14 @@ def second_moments(fg: lower.FloatGroup, outputs: np.ndarray, src_shape: tuple[i
     return result
 
 
-def compensated(w: np.ndarray, h: np.ndarray, step: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Rows ``w`` (rows, inputs) rounded to multiples of ``step`` within ``[low, high]`` (all
-    per weight, same shape), inputs taken in order and each rounding error compensated on the
-    later inputs through ``h`` (inputs, inputs). Inputs never active on the calibration data
-    are rounded to nearest."""
+def _blocks(moments: list[np.ndarray], rows: int) -> list[tuple[slice, np.ndarray]]:
+    """The rows of a map that read the inputs of each second-moment matrix (one per conv group)."""
+    size = rows // len(moments)
+    return [(slice(k * size, (k + 1) * size), h) for k, h in enumerate(moments)]
+
+
+def _compensated_rows(w: np.ndarray, h: np.ndarray, step: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Rows ``w`` (rows, inputs) reading inputs with second moments ``h``, rounded input by input."""
     h = np.array(h, dtype=np.float64)
     dead = np.diag(h) == 0
     h[dead, dead] = 1.0
@@ -70,13 +73,25 @@ def compensated(w: np.ndarray, h: np.ndarray, step: np.ndarray, low: np.ndarray,
     return out
 
 
+def compensated(w: np.ndarray, moments: list[np.ndarray], step: np.ndarray, low: np.ndarray,
+                high: np.ndarray) -> np.ndarray:
+    """The weights ``w`` of one map (rows, ...) rounded to multiples of ``step`` within ``[low,
+    high]`` (all per weight, same shape), inputs taken in order and each rounding error
+    compensated on the row's later inputs through the second moments ``moments`` (one matrix
+    per block of rows, :func:`second_moments`). Inputs never active on the calibration data are
+    rounded to nearest."""
+    w_rows, step, low, high = (a.reshape(len(w), -1) for a in (w, step, low, high))
+    out = np.zeros(w_rows.shape)
+    for part, h in _blocks(moments, len(w)):
+        out[part] = _compensated_rows(w_rows[part], h, step[part], low[part], high[part])
+    return out.reshape(w.shape)
+
+
 def input_error(delta: np.ndarray, weights: np.ndarray, moments: list[np.ndarray]) -> float:
     """RMS of the input error ``delta @ x`` over the RMS of the input ``weights @ x``, both rows
     (rows, ...) of one map, for ``x`` with the per-block second moments ``moments``."""
     def power(w):
         rows = w.reshape(len(w), -1)
-        block = len(rows) // len(moments)
-        return sum(np.einsum("ri,ij,rj->", rows[k * block : (k + 1) * block], h, rows[k * block : (k + 1) * block])
-                   for k, h in enumerate(moments))
+        return sum(np.einsum("ri,ij,rj->", rows[part], h, rows[part]) for part, h in _blocks(moments, len(rows)))
     total = power(weights)
     return float(np.sqrt(max(power(delta), 0.0) / total)) if total > 0 else 0.0

@@ -29,7 +29,7 @@ def _grid(w: np.ndarray):
 def test_uncorrelated_inputs_round_to_nearest():
     w = np.random.default_rng(0).normal(0, 20, (6, 9))
     h = np.diag(np.arange(1.0, 10.0))
-    np.testing.assert_array_equal(rounding.compensated(w, h, *_grid(w)), np.round(w))
+    np.testing.assert_array_equal(rounding.compensated(w, [h], *_grid(w)), np.round(w))
 
 
 def test_compensation_halves_the_input_error_on_correlated_inputs():
@@ -40,7 +40,7 @@ def test_compensation_halves_the_input_error_on_correlated_inputs():
     (h,) = rounding.second_moments(lower.FloatGroup("a", "b", "dense", w, ("fc",)), x[:, None], (40,))
     np.testing.assert_allclose(h, x.T @ x / len(x))
     nearest = np.round(w)
-    compensated = rounding.compensated(w, h, *_grid(w))
+    compensated = rounding.compensated(w, [h], *_grid(w))
     error = lambda q: np.sqrt(np.mean(((q - w) @ x.T) ** 2))  # noqa: E731
     # measured: 1.33 -> 0.61 chip units RMS
     assert error(compensated) < 0.6 * error(nearest)
@@ -55,7 +55,7 @@ def test_inputs_never_active_are_rounded_to_nearest():
     x = _correlated_spikes(rng, 500, 8)
     x[:, 5] = 0
     w = rng.normal(0, 9, (4, 8))
-    out = rounding.compensated(w, x.T @ x / len(x), *_grid(w))
+    out = rounding.compensated(w, [x.T @ x / len(x)], *_grid(w))
     np.testing.assert_array_equal(out[:, 5], np.round(w[:, 5]))
 
 
