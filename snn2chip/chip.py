@@ -24,6 +24,7 @@ from typing import Mapping
 import h5py
 import numpy as np
 
+from snn2chip import loihi, memory
 from snn2chip.errors import ModelError
 
 FORMAT = "snn2chip-chip-ir"
@@ -123,15 +124,13 @@ class ChipNet:
         return [g for g in self.groups if g.dst == name]
 
     def validate(self) -> "ChipNet":
-        """Check references, kinds and weight shapes; return self."""
+        """Check types, value ranges (Loihi's field widths), references, kinds and weight shapes; return self."""
+        _integer(self.pipeline_depth, 0, MAX_DEPTH, "pipeline_depth", None)
+        for end in (*self.inputs, *self.outputs):
+            if end not in self.populations:
+                raise ModelError(f"input/output population '{end}' does not exist", node=end)
         for name, pop in self.populations.items():
-            if pop.kind not in KINDS:
-                raise ModelError(f"population kind '{pop.kind}' is not one of {', '.join(KINDS)}", node=name)
-            if pop.reset not in RESETS or (pop.vsub > 0) != (pop.reset == "subtract") or (pop.vsub and pop.kind != "lif"):
-                raise ModelError(f"reset '{pop.reset}' (vsub {pop.vsub}) is not 'zero', or 'subtract' on a lif "
-                                 "with vsub > 0", node=name)
-            if pop.bias_mant is not None and np.shape(pop.bias_mant) != pop.shape:
-                raise ModelError(f"bias_mant shape {np.shape(pop.bias_mant)} is not the population shape {pop.shape}", node=name)
+            _check_population(name, pop)
         for g in self.groups:
             if g.kind not in GROUP_KINDS:
                 raise ModelError(f"synapse group kind '{g.kind}' is not one of {', '.join(GROUP_KINDS)}", node=g.name)
@@ -140,15 +139,90 @@ class ChipNet:
                     raise ModelError(f"synapse group refers to population '{end}', which does not exist", node=g.name)
             if self.populations[g.dst].kind == "input":
                 raise ModelError("synapse group leads into an input population", node=g.name)
-            src, dst = self.populations[g.src], self.populations[g.dst]
-            if g.kind == "dense" and g.weights.shape != (dst.size, src.size):
-                raise ModelError(f"dense weights {g.weights.shape} do not connect {src.size} -> {dst.size}", node=g.name)
-            if g.kind == "conv" and not _conv_fits(g, src.shape, dst.shape):
-                raise ModelError(f"conv weights {np.shape(g.weights)} (groups {g.groups}) do not connect "
-                                 f"{src.shape} -> {dst.shape}", node=g.name)
-            if g.delays is not None and (g.kind == "conv" or g.delays.shape != g.weights.shape):
-                raise ModelError("delays are supported on dense and sparse groups, one per synapse", node=g.name)
+            _check_group(g, self.populations[g.src], self.populations[g.dst])
         return self
+
+
+#: bounds of the integer fields (Loihi's field widths, as Lava's CPU models take them)
+MAX_DEPTH = 1 << 20
+U12 = (0, 4095)
+BIAS_MANT = (-(2**12), 2**12 - 1)
+BIAS_EXP = (0, 7)
+WEIGHT_EXP = (-8, 7)
+DENSE_WEIGHT = (-256, 255)
+CONV_WEIGHT = (-(2**23), 2**23 - 1)
+PAYLOAD_BITS = (0, 24)
+
+
+def _integer(value, low: int, high: int, what: str, node: str | None) -> int:
+    """``value`` if it is an integer in ``[low, high]``, else a :class:`ModelError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ModelError(f"field '{what}' is {value!r}; expected an integer in [{low}, {high}]", node=node)
+    return int(value)
+
+
+def _integers(values, low: int, high: int, what: str, node: str) -> None:
+    """An integer array with every entry in ``[low, high]``, else a :class:`ModelError`."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iu":
+        raise ModelError(f"field '{what}' holds {arr.dtype} values; expected integers", node=node)
+    if arr.size and (arr.min() < low or arr.max() > high):
+        raise ModelError(f"field '{what}' holds values in [{arr.min()}, {arr.max()}]; expected [{low}, {high}]", node=node)
+
+
+def _check_population(name: str, pop: Population) -> None:
+    if pop.kind not in KINDS:
+        raise ModelError(f"population kind '{pop.kind}' is not one of {', '.join(KINDS)}", node=name)
+    if not isinstance(pop.shape, tuple) or not pop.shape or any(
+            isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in pop.shape):
+        raise ModelError(f"field 'shape' is {pop.shape!r}; expected positive integers", node=name)
+    for field in ("du", "dv"):
+        _integer(getattr(pop, field), *U12, field, name)
+    _integer(pop.vth, 0, loihi.VTH_MAX if pop.kind == "lif" else loihi.MAX_UV - 1, "vth", name)
+    _integer(pop.vsub, 0, loihi.VTH_MAX, "vsub", name)
+    _integer(pop.bias_exp, *BIAS_EXP, "bias_exp", name)
+    _integer(pop.payload_bits, *PAYLOAD_BITS, "payload_bits", name)
+    for field in ("input_scale", "scale"):
+        value = getattr(pop, field)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+            raise ModelError(f"field '{field}' is {value!r}; expected a positive number", node=name)
+    if pop.reset not in RESETS or (pop.vsub > 0) != (pop.reset == "subtract") or (pop.vsub and pop.kind != "lif"):
+        raise ModelError(f"reset '{pop.reset}' (vsub {pop.vsub}) is not 'zero', or 'subtract' on a lif "
+                         "with vsub > 0", node=name)
+    if pop.bias_mant is not None:
+        if np.shape(pop.bias_mant) != pop.shape:
+            raise ModelError(f"bias_mant shape {np.shape(pop.bias_mant)} is not the population shape {pop.shape}", node=name)
+        _integers(pop.bias_mant, *BIAS_MANT, "bias_mant", name)
+
+
+def _check_group(g: SynapseGroup, src: Population, dst: Population) -> None:
+    name = g.name
+    _integer(g.weight_exp, *WEIGHT_EXP, "weight_exp", name)
+    _integer(g.num_weight_bits, 1, loihi.WEIGHT_BITS, "num_weight_bits", name)
+    _integers(g.weights, *(CONV_WEIGHT if g.kind == "conv" else DENSE_WEIGHT), "weights", name)
+    if g.kind == "dense" and g.weights.shape != (dst.size, src.size):
+        raise ModelError(f"dense weights {g.weights.shape} do not connect {src.size} -> {dst.size}", node=name)
+    if g.kind == "sparse":
+        if g.rows is None or g.cols is None or not np.shape(g.rows) == np.shape(g.cols) == np.shape(g.weights) \
+                or np.ndim(g.weights) != 1:
+            raise ModelError("sparse weights need 'rows' and 'cols' of the same length", node=name)
+        _integers(g.rows, 0, dst.size - 1, "rows", name)
+        _integers(g.cols, 0, src.size - 1, "cols", name)
+    if g.kind == "conv":
+        for field, least in (("stride", 1), ("padding", 0), ("dilation", 1)):
+            value = getattr(g, field)
+            if not isinstance(value, tuple) or len(value) != 2:
+                raise ModelError(f"field '{field}' is {value!r}; expected two integers", node=name)
+            for v in value:
+                _integer(v, least, 1 << 16, field, name)
+        _integer(g.groups, 1, 1 << 16, "groups", name)
+        if not _conv_fits(g, src.shape, dst.shape):
+            raise ModelError(f"conv weights {np.shape(g.weights)} (groups {g.groups}) do not connect "
+                             f"{src.shape} -> {dst.shape}", node=name)
+    if g.delays is not None:
+        if g.kind == "conv" or np.shape(g.delays) != np.shape(g.weights):
+            raise ModelError("delays are supported on dense and sparse groups, one per synapse", node=name)
+        _integers(g.delays, 0, loihi.MAX_DELAY, "delays", name)
 
 
 def _conv_fits(g: SynapseGroup, src: tuple[int, ...], dst: tuple[int, ...]) -> bool:
@@ -219,6 +293,7 @@ def load(path: str | Path) -> ChipNet:
                 )
             if version < 1:
                 raise ModelError(f"unknown chip IR format version {version}", file=file)
+            memory.check_hdf5(f, file)
             pops = {name: _read_item(Population, f["populations"][name.replace("/", "|")])
                     for name in json.loads(f.attrs["population_order"])}
             groups = tuple(_read_item(SynapseGroup, f["groups"][name.replace("/", "|")])

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
+from typing import Iterable
 
+import nir
 import numpy as np
 
-from snn2chip import chip, frontend, neurons, partition, reference, report as report_md, shortcuts, simulator
+from snn2chip import chip, frontend, lower, memory, neurons, partition, reference, report as report_md, shortcuts
+from snn2chip import simulator
 from snn2chip import targets as target_files
 from snn2chip.chip import ChipNet
 from snn2chip.errors import ModelError
@@ -139,6 +143,28 @@ def partition_report(net: ChipNet, target: target_files.Target, system: str | No
     return partition.partition(net, target, system, rates).summary()
 
 
+#: compile's peak memory per value of the graph (a node's output per sample): at most 170 bytes on the
+#: scale models (``benchmarks/scale_compile.py``), with a margin; each parameter adds 8 bytes
+COMPILE_BYTES_PER_VALUE = 200
+
+
+def check_size(graph: Graph, target: target_files.Target, system: str | None) -> None:
+    """Before quantizing: the network's neurons must fit the given system (else the largest
+    one of the target), and the memory compiling it needs must fit the budget."""
+    neurons = sum(math.prod(graph.out_shapes[n]) for n, node in graph.nodes.items()
+                  if lower.is_population(node) and not isinstance(node, nir.Input))
+    name, chips = (system, target.chips(system)) if system else target.systems[-1]
+    capacity = chips * target.cores_per_chip * target.neurons
+    if neurons > capacity:
+        raise graph.error(f"has {neurons:,} neurons; system '{name}' of target '{target.name}' ({chips:,} chips x "
+                          f"{target.cores_per_chip} cores x {target.neurons:,} neurons){'' if system else ', the largest,'} "
+                          f"holds {capacity:,}")
+    values = sum(math.prod(graph.out_shapes[n]) for n in graph.nodes)
+    params = sum(np.size(v) for node in graph.nodes.values() for v in vars(node).values() if isinstance(v, np.ndarray))
+    memory.check(COMPILE_BYTES_PER_VALUE * values + 8 * params,
+                 f"compiling it ({values:,} values per step, {params:,} parameters; an estimate)", file=graph.source)
+
+
 def compile_file(model: str | Path, target: str | Path | target_files.Target = "loihi2", options: Options = Options(),
                  system: str | None = None) -> tuple[Graph, ChipNet, dict]:
     """Load, lower, quantize and partition a NIR file for ``target`` (a built-in name, a ``.toml``
@@ -146,6 +172,7 @@ def compile_file(model: str | Path, target: str | Path | target_files.Target = "
     the chip network and the report."""
     chip_target = target_files.resolve(target)
     graph = frontend.load(model)
+    check_size(graph, chip_target, system)
     try:
         if options.strategy == "auto":
             # both strategies; keep the one with less weight memory (expand on ties: fewer hops)
@@ -174,10 +201,11 @@ def compile_file(model: str | Path, target: str | Path | target_files.Target = "
     return graph, net, report
 
 
-def write_build(out_dir: str | Path, net: ChipNet, report: dict) -> None:
+def write_build(out_dir: str | Path, net: ChipNet, report: dict, inputs: Iterable = ()) -> None:
     """Write ``network.h5``, ``report.json`` and, with a partition, ``report.md`` and
-    ``core_utilisation.png`` into ``out_dir``, replacing it only when complete."""
-    with atomic_dir(out_dir) as tmp:
+    ``core_utilisation.png`` into ``out_dir`` when complete; an existing ``out_dir`` is replaced
+    only if it is a previous build (:func:`snn2chip.files.atomic_dir`) and holds none of ``inputs``."""
+    with atomic_dir(out_dir, "build", inputs) as tmp:
         chip.save(net, tmp / "network.h5")
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         if "partition" in report:

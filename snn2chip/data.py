@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from snn2chip import memory
 from snn2chip.errors import ModelError
 
 DIGITS_SHAPE = (1, 8, 8)
@@ -63,6 +66,12 @@ class Dataset:
         """The time axis' length, or None for constant inputs."""
         return self.x.shape[1] if self.x.ndim == len(input_shape) + 2 else None
 
+    def check_labels(self, classes: int) -> None:
+        """Labels must be classes of a model with ``classes`` outputs (``0 .. classes - 1``)."""
+        if self.y is not None and int(self.y.max()) >= classes:
+            raise ModelError(f"'y' holds label {int(self.y.max())}, but the model's output has {classes} classes "
+                             f"(labels 0..{classes - 1})", file=self.name)
+
     def head(self, count: int) -> "Dataset":
         """The first ``count`` samples."""
         return Dataset(self.name, self.x[:count], None if self.y is None else self.y[:count])
@@ -79,29 +88,87 @@ def _layouts(shape: tuple[int, ...]) -> str:
     return f"(samples, {dims}) (held constant) or (samples, steps, {dims}) (one value per step)"
 
 
+def _npy_header(fp) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of an ``.npy`` stream, without reading its data."""
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+    else:
+        shape, _, dtype = np.lib.format._read_array_header(fp, version)  # version 3: no public reader
+    return shape, dtype
+
+
+def declared_bytes(path: str | Path) -> int:
+    """Bytes the arrays of an ``.npy`` or ``.npz`` file declare in their headers."""
+    headers = []
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as fp:
+                    headers.append(_npy_header(fp))
+    else:
+        with open(path, "rb") as fp:
+            headers.append(_npy_header(fp))
+    return sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers)
+
+
 def read_arrays(path: str | Path) -> np.ndarray | dict[str, np.ndarray]:
-    """The array of an ``.npy`` file, or the arrays of an ``.npz`` file by name; one-line errors."""
+    """The array of an ``.npy`` file, or the arrays of an ``.npz`` file by name; one-line errors.
+
+    The sizes the headers declare are checked against the memory budget before any data is read.
+    """
     file = str(path)
     if not Path(path).is_file():
         raise ModelError("no such file", file=file)
+    try:
+        size = declared_bytes(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ModelError(f"not a readable .npy or .npz file ({' '.join(str(e).split())})", file=file) from None
+    memory.check(size, "the arrays its headers declare", file=file)
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return loaded
         with loaded:
             return {name: loaded[name] for name in loaded.files}
-    except (OSError, ValueError) as e:  # not numpy, or object arrays
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not numpy, truncated, or object arrays
         raise ModelError(f"not a readable .npy or .npz file ({' '.join(str(e).split())})", file=file) from None
+
+
+def check_values(x: np.ndarray, what: str, file: str) -> np.ndarray:
+    """``x`` if it holds real, finite numbers and at least one sample, else a one-line error."""
+    if x.dtype.kind not in "biuf":
+        raise ModelError(f"{what} has dtype {x.dtype}; expected real numbers", file=file)
+    if x.ndim == 0 or x.shape[0] == 0 or x.size == 0:
+        raise ModelError(f"{what} has shape {x.shape}: no samples", file=file)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ModelError(f"{what} contains NaN or infinite values", file=file)
+    return x
 
 
 def load_samples(path: str | Path) -> np.ndarray:
     """Samples (e.g. for calibration) from an ``.npy`` file, or the array ``x`` of an ``.npz``."""
     arrays = read_arrays(path)
     if isinstance(arrays, np.ndarray):
-        return arrays
+        return check_values(arrays, "the array", str(path))
     if "x" not in arrays:
         raise ModelError(f"no array 'x' in the file (it has {', '.join(arrays) or 'none'})", file=str(path))
-    return arrays["x"]
+    return check_values(arrays["x"], "'x'", str(path))
+
+
+def read_inputs(path: str, input_names: list[str]) -> np.ndarray | dict[str, np.ndarray]:
+    """Inputs from ``.npy`` (one array) or ``.npz`` (``x``, or one array per Input node name),
+    checked to be real, finite numbers."""
+    arrays = read_arrays(path)
+    if isinstance(arrays, np.ndarray):
+        return check_values(arrays, "the array", path)
+    if "x" in arrays:
+        return check_values(arrays["x"], "'x'", path)
+    if set(input_names) <= set(arrays):
+        return {name: check_values(arrays[name], f"'{name}'", path) for name in input_names}
+    raise ModelError(f"no array 'x' (nor arrays named after the Input nodes {input_names}) in the file", file=path)
 
 
 def load_npz(path: str | Path, input_shape: tuple[int, ...]) -> Dataset:
@@ -113,14 +180,11 @@ def load_npz(path: str | Path, input_shape: tuple[int, ...]) -> Dataset:
     if "x" not in arrays:
         raise ModelError(f"no array 'x' (arrays: {', '.join(arrays) or 'none'})", file=file)
     x, y = arrays["x"], arrays.get("y")
-    if x.dtype.kind not in "biuf":
-        raise ModelError(f"'x' has dtype {x.dtype}; expected numbers", file=file)
     if x.shape[1:] != tuple(input_shape) and x.shape[2:] != tuple(input_shape):
         raise ModelError(f"'x' has shape {x.shape}; expected {_layouts(tuple(input_shape))}", file=file)
     if x.shape[0] == 0 or x.ndim == len(input_shape) + 2 and x.shape[1] == 0:
         raise ModelError(f"'x' has shape {x.shape}: no samples or no steps", file=file)
-    if not np.isfinite(x).all():
-        raise ModelError("'x' contains NaN or infinite values", file=file)
+    check_values(x, "'x'", file)
     if y is not None:
         if y.shape != (x.shape[0],):
             raise ModelError(f"'y' has shape {y.shape}; expected ({x.shape[0]},), one label per sample of 'x'", file=file)
@@ -134,6 +198,7 @@ def load(spec: str, input_shape: tuple[int, ...]) -> Dataset:
     """``digits`` (the test split) or an ``.npz`` file, checked against the model's input shape."""
     if spec == "digits":
         if tuple(input_shape) != DIGITS_SHAPE:
-            raise ModelError(f"--data digits gives images of shape {DIGITS_SHAPE}; the model's input has shape {tuple(input_shape)}")
+            raise ModelError(f"digits are images of shape {DIGITS_SHAPE}; the model's input has shape {tuple(input_shape)}",
+                             option="--data")
         return digits_test()
     return load_npz(spec, input_shape)

@@ -18,8 +18,8 @@ from pathlib import Path
 import h5py
 import nir
 import numpy as np
-from nir.serialization import hdf2dict
 
+from snn2chip import memory, shapes
 from snn2chip.errors import ModelError
 from snn2chip.graph import Edge, Graph, make_graph
 from snn2chip.neurons import RESETTING
@@ -45,9 +45,9 @@ def load(path: str | Path) -> Graph:
         raise ModelError("no such file", file=file)
     try:
         with h5py.File(path, "r") as f:
-            if "node" not in f:
+            if not isinstance(f.get("node"), h5py.Group):
                 raise ModelError("not a NIR file: the HDF5 file has no 'node' group", file=file)
-            tree = hdf2dict(f["node"])
+            tree = read_tree(f["node"], file)
     except OSError:
         raise ModelError("not a NIR file: it is not HDF5 (NIR files are HDF5 written by nir.write)", file=file) from None
     try:
@@ -57,29 +57,94 @@ def load(path: str | Path) -> Graph:
         nodes, edges = flatten(root)
         for name, node in nodes.items():
             check_parameters(name, node)
+        metadata = check_metadata(_plain(root.metadata))
     except ModelError as e:
         raise e.in_file(file) from None
-    return make_graph(nodes, edges, metadata=_plain(root.metadata), source=file)
+    return make_graph(nodes, edges, metadata=metadata, source=file)
+
+
+def read_tree(group: h5py.Group, file: str) -> dict:
+    """The HDF5 group as nested dicts of values (bytes decoded), after checking that the data
+    its datasets declare fits the memory budget. Links that are neither groups nor datasets
+    are a :class:`ModelError`."""
+    memory.check_hdf5(group, file)
+
+    def read(g: h5py.Group) -> dict:
+        result = {}
+        for key, item in g.items():
+            key = key.decode() if isinstance(key, bytes) else key
+            if isinstance(item, h5py.Group):
+                result[key] = read(item)
+            elif not isinstance(item, h5py.Dataset):
+                raise ModelError(f"entry '{key}' is neither a group nor a dataset", file=file)
+            else:
+                value = item[()]
+                result[key] = value.decode(errors="replace") if isinstance(value, bytes) else value
+        return result
+
+    return read(group)
+
+
+def _text(value) -> str | None:
+    """A string stored as a dataset (str, bytes, or a 0-d string array), else None."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "SUO":
+        value = value.item()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value if isinstance(value, str) else None
+
+
+def _edge_names(raw, node: str | None) -> list[tuple[str, str]]:
+    """The edges of a NIRGraph as pairs of names; a malformed list is a :class:`ModelError`."""
+    if isinstance(raw, dict):
+        raise ModelError("'edges' is a group; NIR stores edges as a dataset of name pairs", node=node)
+    names = np.asarray(raw)
+    if names.size == 0:
+        return []
+    if names.dtype.kind not in "SUO":
+        raise ModelError(f"'edges' holds {names.dtype} values; expected pairs of node names", node=node)
+    if names.size % 2 or (names.ndim == 2 and names.shape[1] != 2) or names.ndim > 2:
+        raise ModelError(f"'edges' has shape {names.shape}; expected pairs of node names (n, 2)", node=node)
+    flat = [_text(e) if not isinstance(e, str) else e for e in names.reshape(-1)]
+    if any(e is None for e in flat):
+        raise ModelError("'edges' holds entries that are not node names", node=node)
+    return list(zip(flat[0::2], flat[1::2]))
 
 
 def read_node(tree: dict, name: str) -> nir.NIRNode:
     """Build one NIR node (recursively for subgraphs) from its dictionary in the file."""
     node = name or None
-    kind = tree.get("type")
+    if not isinstance(tree, dict):
+        raise ModelError("stored as a dataset; a NIR node is an HDF5 group", node=node)
+    kind = _text(tree.get("type"))
     if kind is None:
-        raise ModelError("not a NIR node: it has no 'type' entry", node=node)
-    kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        raise ModelError("not a NIR node: it has no 'type' entry (a string)", node=node)
     if kind not in NIR_TYPES:
         raise ModelError(f"unknown node type '{kind}' (NIR {nir.version} defines {', '.join(NIR_TYPES)})", node=node)
+    metadata = tree.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelError("'metadata' is a dataset; NIR stores metadata as a group", node=node)
     if kind == "NIRGraph":
         children = tree.get("nodes", {})
-        raw_edges = np.asarray(tree.get("edges", np.empty((0, 2)))).reshape(-1, 2)
+        if not isinstance(children, dict):
+            raise ModelError("'nodes' is a dataset; NIR stores a graph's nodes as a group", node=node)
         return nir.NIRGraph(
             nodes={k: read_node(v, f"{name}.{k}" if name else k) for k, v in children.items()},
-            edges=[tuple(e.decode() if isinstance(e, bytes) else str(e) for e in pair) for pair in raw_edges],
-            metadata=_plain(tree.get("metadata", {})),
+            edges=_edge_names(tree.get("edges", np.empty((0, 2))), node),
+            metadata=_plain(metadata),
             type_check=False,
         )
+    for field, value in tree.items():
+        if field in ("type", "metadata", "input_type", "output_type") or field == "padding" and isinstance(value, str):
+            continue
+        if isinstance(value, dict):
+            raise ModelError(f"parameter '{field}' is a group; expected a dataset", node=node)
+        if isinstance(value, (str, bytes)) or np.asarray(value).dtype.kind in "SUO":
+            raise ModelError(f"parameter '{field}' holds text; expected numbers", node=node)
+    try:
+        shapes.check_geometry(kind, tree)
+    except shapes.ShapeError as e:
+        raise ModelError(f"{kind} {e}", node=node) from None
     try:
         return nir.dict2NIRNode(dict(tree))
     except KeyError as e:
@@ -90,6 +155,19 @@ def read_node(tree: dict, name: str) -> nir.NIRNode:
         raise ModelError(f"malformed {kind} node: {problem}", node=node) from None
     except Exception as e:  # nir's constructors assert and raise freely on bad fields
         raise ModelError(f"malformed {kind} node: {e or type(e).__name__}", node=node) from None
+
+
+def check_metadata(metadata: dict) -> dict:
+    """The graph's metadata, with the keys snn2chip reads (``dt``, ``time_steps``) checked."""
+    dt = metadata.get("dt")
+    if dt is not None and (isinstance(dt, (bool, str)) or np.ndim(dt) != 0 or np.asarray(dt).dtype.kind not in "iuf"
+                           or not np.isfinite(dt) or dt <= 0):
+        raise ModelError(f"metadata 'dt' must be a positive number (seconds or steps), got {dt!r}")
+    steps = metadata.get("time_steps")
+    if steps is not None and (isinstance(steps, (bool, str)) or np.ndim(steps) != 0
+                              or np.asarray(steps).dtype.kind not in "iu" or steps < 1):
+        raise ModelError(f"metadata 'time_steps' must be a positive integer, got {steps!r}")
+    return metadata
 
 
 def _plain(metadata) -> dict:
@@ -161,17 +239,23 @@ def flatten(graph: nir.NIRGraph) -> tuple[dict[str, nir.NIRNode], list[Edge]]:
 def check_parameters(name: str, node: nir.NIRNode) -> None:
     """Reject non-finite parameters, non-positive time constants and unsupported resets."""
     for field, value in vars(node).items():
-        if field in ("input_type", "output_type", "metadata") or isinstance(value, (str, bytes)):
+        if field in ("input_type", "output_type", "metadata") or value is None:
             continue
+        if field == "padding" and isinstance(value, (str, bytes)):
+            continue  # 'same' / 'valid', checked with the shapes
         arr = np.asarray(value)
+        if arr.dtype.kind == "c":
+            raise ModelError(f"parameter '{field}' holds complex numbers; expected real numbers", node=name)
         if arr.dtype.kind not in "biuf":
-            continue
+            raise ModelError(f"parameter '{field}' holds {arr.dtype} values; expected numbers", node=name)
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         if bad:
             raise ModelError(f"parameter '{field}' has {bad} NaN or infinite value{'s' * (bad > 1)}", node=name)
         if field in TIME_CONSTANTS and np.any(arr <= 0):
             raise ModelError(f"time constant '{field}' must be > 0 (smallest is {arr.min():g})", node=name)
     reset = node.metadata.get("reset", "value") if isinstance(node.metadata, dict) else "value"
+    if not isinstance(reset, str):
+        raise ModelError(f"metadata 'reset' must be a string ('value' or 'subtract'), got {reset!r}", node=name)
     if reset == "value":
         return
     if not isinstance(node, RESETTING):

@@ -465,7 +465,7 @@ def _calibration_outputs(graph: Graph, pops: dict[str, str], options: Options, d
     try:
         outputs = reference.run(graph, options.calibration, options.steps, dt=dt, record=nodes, dtype=torch.float64)
     except ModelError as e:
-        raise ModelError(f"calibration inputs: {e.problem}", node=e.node) from None
+        raise ModelError(f"calibration inputs: {e.problem}", node=e.node, option="--calib") from None
     return {pop: outputs[node].reshape(*outputs[node].shape[:2], -1) for pop, node in pops.items()}
 
 

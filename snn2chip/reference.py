@@ -9,13 +9,15 @@ Tensors are batch-first: inputs ``(batch, *shape)`` (held constant) or
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable, Mapping
 
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
-from snn2chip import neurons, progress, shapes
+
+from snn2chip import memory, neurons, progress, shapes
 from snn2chip.errors import ModelError
 from snn2chip.graph import Graph
 
@@ -144,7 +146,10 @@ def _prepare_inputs(graph: Graph, inputs, steps: int | None) -> tuple[dict[str, 
         raise graph.error(f"inputs given for {sorted(inputs)}, but the graph's Input nodes are {names}")
     tensors, lengths, batches = {}, set(), set()
     for name in names:
-        x = torch.as_tensor(np.array(inputs[name]))  # a copy: inputs may be read-only arrays
+        x = np.array(inputs[name])  # a copy: inputs may be read-only arrays
+        if x.dtype.kind not in "biuf" or not np.isfinite(x).all():
+            raise graph.error("input must hold real, finite numbers", node=name)
+        x = torch.as_tensor(x)
         shape = graph.out_shapes[name]
         if tuple(x.shape[1:]) == shape:
             if steps is None:
@@ -191,9 +196,14 @@ def run(
     record = list(graph.nodes) if record is None else list(record)
     for name in record:
         if name not in graph.nodes:
-            raise graph.error(f"cannot record node '{name}': no such node")
-    chunk = batch_size or batch
+            raise ModelError(f"cannot record node '{name}': no such node", option="--record")
+    chunk = min(batch_size or batch, batch)
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    recorded = sum(math.prod(graph.out_shapes[n]) for n in record)
+    state = sum(math.prod(graph.out_shapes[n]) for n in graph.nodes)
+    memory.check(np_dtype.itemsize * ((batch + chunk) * steps * recorded + 4 * chunk * state),
+                 f"running {batch} samples x {steps} steps in the float reference ({state:,} values per sample and step)",
+                 file=graph.source, hint="use a smaller --batch-size, fewer samples or fewer steps")
     results = {n: np.zeros((batch, steps, *graph.out_shapes[n]), dtype=np_dtype) for n in record}
     starts = range(0, batch, chunk)
     for start in progress.bar(starts, "float reference", "batch", show_progress):

@@ -41,23 +41,50 @@ def fmt(shape: Shape | None) -> str:
 
 def declared(types: dict | None, key: str) -> Shape | None:
     """The shape a NIR node declares in ``input_type``/``output_type`` under ``key``, if any."""
-    value = (types or {}).get(key)
+    value = (types or {}).get(key) if isinstance(types, dict) else None
     if value is None:
         return None
     arr = np.asarray(value)
     if arr.dtype == object:
         return None
+    if arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)) or np.any(np.mod(arr, 1) != 0) or np.any(arr < 0):
+        raise ShapeError(f"declares {key} shape {arr.tolist()}: expected non-negative integers")
     return tuple(int(d) for d in arr.reshape(-1))
 
 
-def ints(value, n: int, what: str) -> tuple[int, ...]:
-    """A scalar or length-``n`` sequence of integers as an ``n``-tuple."""
+def ints(value, n: int, what: str, least: int | None = None) -> tuple[int, ...]:
+    """A scalar or length-``n`` sequence of integers (each ``>= least`` when given) as an ``n``-tuple."""
     arr = np.asarray(value).reshape(-1)
     if arr.size == 1:
         arr = np.repeat(arr, n)
-    if arr.size != n or not np.all(np.equal(np.mod(arr, 1), 0)):
+    if arr.dtype.kind not in "biuf" or arr.size != n or not np.all(np.isfinite(arr)) \
+            or not np.all(np.equal(np.mod(arr, 1), 0)):
         raise ShapeError(f"{what} must be an integer or {n} integers, got {np.asarray(value).tolist()}")
+    if least is not None and np.any(arr < least):
+        raise ShapeError(f"{what} must be at least {least}, got {np.asarray(value).tolist()}")
     return tuple(int(v) for v in arr)
+
+
+#: window geometry fields of Conv1d/Conv2d/SumPool2d/AvgPool2d and their smallest value
+GEOMETRY = {"kernel_size": 1, "stride": 1, "dilation": 1, "groups": 1, "padding": 0}
+WINDOWED = ("Conv1d", "Conv2d", "SumPool2d", "AvgPool2d")
+
+
+def check_geometry(kind: str, fields: dict) -> None:
+    """The geometry fields of a windowed node (as stored, before NIR's constructor computes with
+    them): integers, at least :data:`GEOMETRY`'s minimum; padding may also be 'same'/'valid'."""
+    if kind not in WINDOWED:
+        return
+    for field, least in GEOMETRY.items():
+        value = fields.get(field)
+        if value is None or field == "padding" and isinstance(value, (str, bytes)):
+            continue
+        arr = np.asarray(value)
+        shown = arr.tolist()
+        if arr.dtype.kind not in "biuf" or not np.all(np.isfinite(arr)) or np.any(np.mod(arr, 1) != 0):
+            raise ShapeError(f"{field} must be integers, got {shown}")
+        if np.any(arr < least):
+            raise ShapeError(f"{field} must be at least {least}, got {shown}")
 
 
 def conv_padding(node, n: int) -> tuple[int, ...]:
@@ -71,14 +98,14 @@ def conv_padding(node, n: int) -> tuple[int, ...]:
         if padding != "same":
             raise ShapeError(f"padding must be integers, 'same' or 'valid', got '{padding}'")
         kernel = node.weight.shape[2:]
-        dilation = ints(node.dilation, n, "dilation")
-        if ints(node.stride, n, "stride") != (1,) * n:
+        dilation = ints(node.dilation, n, "dilation", least=1)
+        if ints(node.stride, n, "stride", least=1) != (1,) * n:
             raise ShapeError("padding 'same' with stride other than 1 is not supported (its padding is not defined)")
         total = [d * (k - 1) for d, k in zip(dilation, kernel)]
         if any(t % 2 for t in total):
             raise ShapeError("padding 'same' with an even kernel needs asymmetric padding, which is not supported")
         return tuple(t // 2 for t in total)
-    return ints(padding, n, "padding")
+    return ints(padding, n, "padding", least=0)
 
 
 def window_out(size: Shape, kernel, stride, padding, dilation) -> Shape:
@@ -94,11 +121,13 @@ def window_out(size: Shape, kernel, stride, padding, dilation) -> Shape:
 
 def _conv(node, shape: Shape, n: int) -> Shape:
     weight = node.weight
-    if weight.ndim != n + 2:
-        raise ShapeError(f"weight must have {n + 2} axes (C_out, C_in/groups, kernel...), has shape {weight.shape}")
-    groups = int(np.asarray(node.groups).reshape(-1)[0])
+    if weight.ndim != n + 2 or 0 in weight.shape:
+        raise ShapeError(f"weight must have {n + 2} non-empty axes (C_out, C_in/groups, kernel...), has shape {weight.shape}")
+    (groups,) = ints(node.groups, 1, "groups", least=1)
     if len(shape) != n + 1:
         raise ShapeError(f"expects input (C, {'H, W' if n == 2 else 'L'}), receives {fmt(shape)}")
+    if node.input_shape is not None and ints(node.input_shape, n, "input_shape") != shape[1:]:
+        raise ShapeError(f"declares input_shape {fmt(ints(node.input_shape, n, 'input_shape'))} but receives {fmt(shape)}")
     if shape[0] != weight.shape[1] * groups:
         raise ShapeError(
             f"expects {weight.shape[1] * groups} input channels (weight {fmt(weight.shape)}, groups {groups}), "
@@ -109,9 +138,9 @@ def _conv(node, shape: Shape, n: int) -> Shape:
     size = window_out(
         shape[1:],
         weight.shape[2:],
-        ints(node.stride, n, "stride"),
+        ints(node.stride, n, "stride", least=1),
         conv_padding(node, n),
-        ints(node.dilation, n, "dilation"),
+        ints(node.dilation, n, "dilation", least=1),
     )
     if node.bias is not None and np.size(node.bias) not in (1, weight.shape[0]):
         raise ShapeError(f"bias has {np.size(node.bias)} values for {weight.shape[0]} output channels")
@@ -121,8 +150,9 @@ def _conv(node, shape: Shape, n: int) -> Shape:
 def _pool(node, shape: Shape) -> Shape:
     if len(shape) != 3:
         raise ShapeError(f"expects input (C, H, W), receives {fmt(shape)}")
-    kernel = ints(node.kernel_size, 2, "kernel_size")
-    size = window_out(shape[1:], kernel, ints(node.stride, 2, "stride"), ints(node.padding, 2, "padding"), (1, 1))
+    kernel = ints(node.kernel_size, 2, "kernel_size", least=1)
+    size = window_out(shape[1:], kernel, ints(node.stride, 2, "stride", least=1), ints(node.padding, 2, "padding", least=0),
+                      (1, 1))
     return (shape[0], *size)
 
 
@@ -137,8 +167,8 @@ def _flatten(node, shape: Shape) -> Shape:
 
 def _dense(node, shape: Shape) -> Shape:
     weight = node.weight
-    if weight.ndim != 2:
-        raise ShapeError(f"weight must be a matrix (out, in), has shape {weight.shape}")
+    if weight.ndim != 2 or 0 in weight.shape:
+        raise ShapeError(f"weight must be a non-empty matrix (out, in), has shape {weight.shape}")
     if not shape or shape[-1] != weight.shape[1]:
         raise ShapeError(f"weight {fmt(weight.shape)} expects {weight.shape[1]} inputs, receives {fmt(shape)}")
     bias = getattr(node, "bias", None)
@@ -165,6 +195,8 @@ def output_shape(node: nir.NIRNode, shape: Shape | None) -> Shape:
         result = declared(node.input_type, "input")
         if result is None:
             raise ShapeError("Input node declares no shape")
+        if not result or 0 in result:
+            raise ShapeError(f"declares shape {list(result)}: an input needs at least one axis and no empty axis")
         return result
     if isinstance(node, nir.Output):
         want = declared(node.output_type, "output")

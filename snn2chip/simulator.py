@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snn2chip import loihi, progress
+from snn2chip import loihi, memory, progress
 from snn2chip.chip import ChipNet, SynapseGroup
 from snn2chip.errors import ModelError
 
@@ -101,17 +101,47 @@ def payloads(net: ChipNet, inputs, steps: int | None) -> tuple[dict[str, torch.T
             x = np.repeat(x[:, None], steps, axis=1)
         elif x.shape[2:] != pop.shape:
             raise ModelError(f"input has shape {x.shape}; expected (samples, [steps,] {', '.join(map(str, pop.shape))})", node=name)
-        payload = np.round(x * pop.input_scale)
-        limit = 1 if pop.payload_bits == 0 else 2 ** (pop.payload_bits - 1) - 1
-        if np.any(np.abs(payload) > limit) or (pop.payload_bits == 0 and np.any(payload < 0)):
-            what = "binary spikes (0 or 1)" if pop.payload_bits == 0 else f"{pop.payload_bits}-bit signed payloads"
-            raise ModelError(f"input values do not fit {what} at input scale {pop.input_scale:g}", node=name)
+        if not np.isfinite(x).all():
+            raise ModelError("input holds NaN or infinite values", node=name)
+        if pop.payload_bits == 0:
+            payload = x * pop.input_scale
+            if not np.isin(payload, (0, 1)).all():
+                bad = payload[~np.isin(payload, (0, 1))].flat[0]
+                raise ModelError(f"input is binary spikes: every value must be 0 or 1, found {bad:g} (graded inputs "
+                                 "need --input-bits B and --input-scale S when compiling)", node=name)
+        else:
+            payload = np.round(x * pop.input_scale)
+            limit = 2 ** (pop.payload_bits - 1) - 1
+            if np.any(np.abs(payload) > limit):
+                raise ModelError(f"input values up to {np.abs(x).max():g} do not fit {pop.payload_bits}-bit signed "
+                                 f"payloads (|round(x * {pop.input_scale:g})| <= {limit})", node=name)
         result[name] = torch.as_tensor(payload.astype(np.int32))
         lengths.add(x.shape[1])
         batches.add(x.shape[0])
     if len(lengths) != 1 or len(batches) != 1 or (steps is not None and lengths != {steps}):
         raise ModelError(f"inputs disagree on steps {sorted(lengths)} (asked {steps}) or samples {sorted(batches)}")
     return result, lengths.pop(), batches.pop()
+
+
+def estimate_bytes(net: ChipNet, samples: int, chunk: int, steps: int, record: list[str],
+                   probe: list[str]) -> list[tuple[int, str]]:
+    """Peak memory of :func:`simulate` by consumer, ``(bytes, what)``, largest first: the
+    per-group matrices it builds (a sparse group becomes a dense ``(dst, src)`` matrix per
+    delay), the queues of pending inputs, the neuron state and the records."""
+    consumers = []
+    for g in net.groups:
+        src, dst = net.populations[g.src], net.populations[g.dst]
+        depth = 1 + (int(np.max(g.delays)) if g.delays is not None and np.size(g.delays) else 0)
+        matrix = np.size(g.weights) * 8 if g.kind == "conv" else dst.size * src.size * (16 + 8 * depth)
+        consumers.append((matrix + 4 * chunk * dst.size * (depth + 1), f"synapse group '{g.name}'"))
+    neurons = sum(p.size for p in net.populations.values())
+    consumers.append((4 * chunk * neurons * 4, f"the state of {neurons:,} neurons for {chunk} samples"))
+    inputs = sum(net.populations[n].size for n in net.inputs)
+    consumers.append((12 * samples * steps * inputs, f"the inputs of {samples} samples x {steps} steps"))
+    recorded = sum(net.populations[n].size for n in record) + 2 * sum(net.populations[n].size for n in probe)
+    consumers.append((12 * (samples + chunk) * steps * recorded,
+                      f"the records of {len(record) + 2 * len(probe)} populations over {samples} samples x {steps} steps"))
+    return sorted(consumers, reverse=True)
 
 
 def simulate(
@@ -131,14 +161,26 @@ def simulate(
     ``record``: populations whose outputs (spikes 0/1, or graded payloads) to return (default:
     the network outputs). ``probe``: LIF populations whose u and v to return as well.
     """
-    data, steps, samples = payloads(net, inputs, steps)
     record = list(net.outputs) if record is None else list(record)
     probe = list(probe)
     for name in record + probe:
         if name not in net.populations:
-            raise ModelError(f"cannot record population '{name}': no such population")
+            raise ModelError(f"cannot record population '{name}': no such population",
+                             option="--record" if name in record else "--probe")
+    for name in probe:
+        if net.populations[name].kind != "lif":
+            raise ModelError(f"cannot probe population '{name}': it is a {net.populations[name].kind}, without u and v",
+                             option="--probe")
+    first = np.shape(inputs if not isinstance(inputs, Mapping) else next(iter(inputs.values()), ()))
+    samples = first[0] if first else 0
+    steps_asked = steps if steps is not None else (first[1] if len(first) > 1 else 1)
+    chunk = min(batch_size or samples, samples) or 1
+    consumers = estimate_bytes(net, samples, chunk, steps_asked, record, probe)
+    memory.check(sum(b for b, _ in consumers), f"simulating {samples} samples x {steps_asked} steps",
+                 file=net.metadata.get("source"), hint=f"the largest consumer is {consumers[0][1]} ({memory.fmt(consumers[0][0])}); "
+                      "use a smaller --batch-size, fewer samples or fewer steps")
+    data, steps, samples = payloads(net, inputs, steps)
     results: dict[str, np.ndarray] = {}
-    chunk = batch_size or samples
     for start in progress.bar(range(0, samples, chunk), "chip simulator", "batch", show_progress):
         part = {n: p[start : start + chunk] for n, p in data.items()}
         for key, values in _run(net, part, steps, record, probe).items():

@@ -30,6 +30,10 @@ SCHEMA = {
     ("core", "kernel_entry_bits"): int,
     ("limits", "weight_bits"): int, ("limits", "payload_bits"): int, ("limits", "max_delay"): int,
 }
+#: the target file format this snn2chip reads (key ``format_version``, optional, default 1)
+FORMAT_VERSION = 1
+#: a target file larger than this is refused unread
+MAX_FILE_BYTES = 1 << 20
 #: integer keys that may be 0 (the others must be positive)
 MAY_BE_ZERO = {("limits", "payload_bits"), ("limits", "max_delay")}
 
@@ -64,7 +68,8 @@ class Target:
         for name, chips in self.systems:
             if name == system:
                 return chips
-        raise ModelError(f"target '{self.name}' has no system '{system}' (known: {', '.join(n for n, _ in self.systems)})")
+        raise ModelError(f"target '{self.name}' has no system '{system}' (known: {', '.join(n for n, _ in self.systems)})",
+                         option="--system")
 
 
 def parse(text: str, path: str) -> Target:
@@ -73,6 +78,10 @@ def parse(text: str, path: str) -> Target:
         data = tomli.loads(text)
     except tomli.TOMLDecodeError as e:
         raise ModelError(f"not valid TOML ({e})", file=path) from None
+    version = data.pop("format_version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ModelError(f"key 'format_version' is {version!r}; this snn2chip reads target files of format "
+                         f"1..{FORMAT_VERSION}", file=path)
     sections = {s for s, _ in SCHEMA if s} | {"systems"}
     for key, value in data.items():
         if isinstance(value, dict) and key not in sections or not isinstance(value, dict) and ("", key) not in SCHEMA:
@@ -107,11 +116,19 @@ def parse(text: str, path: str) -> Target:
 
 
 def load_file(path: str | Path) -> Target:
-    """Read a target file; a missing or malformed file raises :class:`ModelError`."""
+    """Read a target file; a missing, unreadable or malformed file raises :class:`ModelError`."""
     path = Path(path)
     if not path.is_file():
         raise ModelError("no such target file", file=str(path))
-    return parse(path.read_text(), str(path))
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ModelError(f"is {path.stat().st_size:,} bytes; a target file is a short TOML text", file=str(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ModelError(f"not a text file in UTF-8 (byte {e.start}); target files are TOML", file=str(path)) from None
+    except OSError as e:
+        raise ModelError(f"cannot be read: {e.strerror}", file=str(path)) from None
+    return parse(text, str(path))
 
 
 def builtin() -> dict[str, Path]:
@@ -128,4 +145,5 @@ def resolve(target: "str | Path | Target") -> Target:
         return load_file(known[str(target)])
     if str(target).endswith(".toml"):
         return load_file(target)
-    raise ModelError(f"unknown target '{target}' (built-in: {', '.join(known)}; or a path to a .toml target file)")
+    raise ModelError(f"unknown target '{target}' (built-in: {', '.join(known)}; or a path to a .toml target file)",
+                     option="--target")

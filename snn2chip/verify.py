@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import snn2chip
-from snn2chip import chip, compiler, energy, progress, simulator
+from snn2chip import chip, compiler, data, energy, memory, progress, simulator
 from snn2chip.chip import ChipNet, SynapseGroup
 from snn2chip.data import Dataset
 from snn2chip.errors import ModelError
@@ -150,6 +150,22 @@ def _digest(x: np.ndarray) -> list[str]:
     return [hashlib.sha256(np.ascontiguousarray(s, dtype=np.float32).tobytes()).hexdigest() for s in x]
 
 
+def _check_memory(graph: Graph, net: ChipNet, samples: int, steps: int, probe: list[str]) -> None:
+    """Before running: the simulator's chunks, the chip records kept for every sample and the
+    float reference's records must fit the memory budget."""
+    chip_steps = steps + net.pipeline_depth
+    chunk = min(samples, CHUNK)
+    consumers = simulator.estimate_bytes(net, chunk, chunk, chip_steps, list(net.populations), probe)
+    kept = [*compiler.spiking_populations(graph, net), *net.outputs, *probe]
+    consumers.append((8 * samples * chip_steps * sum(net.populations[p].size for p in kept),
+                      f"the chip records of {len(kept)} populations over {samples} samples"))
+    consumers.append((8 * samples * steps * sum(net.populations[p].size for p in kept),
+                      f"the float reference's records over {samples} samples"))
+    largest = max(consumers)
+    memory.check(sum(b for b, _ in consumers), f"verifying {samples} samples x {steps} steps", file=graph.source,
+                 hint=f"the largest consumer is {largest[1]} ({memory.fmt(largest[0])}); use fewer --samples or --steps")
+
+
 def run(graph: Graph, net: ChipNet, dataset: Dataset, setup: Settings, *, target: str = "loihi2",
         dt: float | None = None, lava_samples: int = 0, show_progress: bool = False) -> Result:
     """Verify ``net`` (compiled from ``graph``) on every sample of ``dataset`` and Lava on the first ``lava_samples``."""
@@ -157,6 +173,7 @@ def run(graph: Graph, net: ChipNet, dataset: Dataset, setup: Settings, *, target
     _, key = compiler.readout(graph, net)
     probe = [p for p in net.outputs if net.populations[p].kind == "lif"]  # includes an integrating read-out
     outputs = list(net.outputs) + [f"{p}.v" for p in probe]
+    _check_memory(graph, net, samples, steps, probe)
     total = 2 * samples + lava_samples
     with progress.bar(range(total), "verify", "sample", show_progress) as bar:  # advanced by hand
         bar.set_postfix_str("chip simulator")
@@ -270,19 +287,49 @@ def _first_difference(new: np.ndarray, old: np.ndarray) -> str:
     return f"sample {sample} chip step {step} neuron {flat}: {new[at]} vs golden {old[at]}"
 
 
-def check_golden(path: str | Path, meta: dict, result: Result) -> str | None:
-    """None when the run reproduces the golden file at ``path``, else a one-line diff summary."""
+#: keys of a golden file's ``meta`` and their types
+GOLDEN_META = {"format": str, "version": int, "model_sha256": str, "target": str, "options": dict,
+               "chip_ir_format": int, "snn2chip": str, "data": str, "samples": int, "inputs_sha256": str}
+
+
+def read_golden(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """``meta`` and the arrays (``predictions``, ``out:NAME``) of a golden file, checked against
+    the schema of :data:`GOLDEN_META` and its version; a broken file is a one-line error."""
     file = str(path)
     if not Path(path).is_file():
         raise ModelError("no such golden file (write it with --update-golden)", file=file)
+    arrays = data.read_arrays(path)
+    if not isinstance(arrays, dict):
+        raise ModelError("not a golden file: it is a .npy array, not an .npz archive", file=file)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-        old = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError, AttributeError) as e:
-        raise ModelError(f"not a golden file ({type(e).__name__}: {e})", file=file) from None
-    if old.get("format") != GOLDEN_FORMAT or old.get("version", 0) > GOLDEN_VERSION:
-        raise ModelError(f"not a {GOLDEN_FORMAT} file of version <= {GOLDEN_VERSION}", file=file)
+        meta = json.loads(str(arrays.pop("meta")))
+    except (KeyError, ValueError):
+        raise ModelError("not a golden file: no readable 'meta' entry (write it with --update-golden)", file=file) from None
+    if not isinstance(meta, dict) or meta.get("format") != GOLDEN_FORMAT:
+        raise ModelError(f"not a golden file: its 'meta' is not of format {GOLDEN_FORMAT}", file=file)
+    for key, kind in GOLDEN_META.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise ModelError(f"broken golden file: meta key '{key}' is {meta.get(key)!r}; expected a {kind.__name__}",
+                             file=file)
+    if not 1 <= meta["version"] <= GOLDEN_VERSION:
+        raise ModelError(f"golden file version {meta['version']}; this snn2chip reads versions 1..{GOLDEN_VERSION}",
+                         file=file)
+    count = meta["samples"]
+    predictions = arrays.get("predictions")
+    if count < 1 or predictions is None or predictions.dtype.kind not in "iu" or predictions.shape != (count,):
+        raise ModelError(f"broken golden file: 'predictions' must be {count} integers (meta 'samples')", file=file)
+    for key, values in arrays.items():
+        if key != "predictions" and (not key.startswith("out:") or values.dtype.kind not in "iu" or values.ndim < 2
+                                     or values.shape[0] != count):
+            raise ModelError(f"broken golden file: entry '{key}' is not an output record ({count} samples of integers)",
+                             file=file)
+    return meta, arrays
+
+
+def check_golden(path: str | Path, meta: dict, result: Result) -> str | None:
+    """None when the run reproduces the golden file at ``path``, else a one-line diff summary."""
+    file = str(path)
+    old, arrays = read_golden(path)
     count = old["samples"]
     hint = f"to accept the new outputs, rerun with --update-golden (rewrites {file})"
     if result.report["samples"] < count:
@@ -373,11 +420,12 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_dir(out_dir: str | Path, report: dict, result: Result) -> None:
-    """Write ``report.json``, ``rates.png`` and ``raster.png`` into ``out_dir``, replacing it only when complete."""
+def write_dir(out_dir: str | Path, report: dict, result: Result, inputs=()) -> None:
+    """Write ``report.json``, ``rates.png`` and ``raster.png`` into ``out_dir`` when complete; an
+    existing ``out_dir`` is replaced only if it is a previous verify output holding none of ``inputs``."""
     from snn2chip import plots
 
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "verify", inputs) as tmp:
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         plots.firing_rates(report["layers"], tmp / "rates.png")
         plots.raster(result.raster, report["pipeline_depth"], tmp / "raster.png")

@@ -209,8 +209,8 @@ def test_failed_compile_leaves_no_build(capsys, tmp_path, tmp_nir):
     assert "Delay cannot be compiled" in capsys.readouterr().err
     assert not (tmp_path / "build").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".build")]
     assert main(["compile", str(SINABS), "-o", str(tmp_path / "b2"), "--target", "loihi9"]) == 1
-    assert capsys.readouterr().err == ("snn2chip: error: unknown target 'loihi9' (built-in: loihi1, loihi2; "
-                                            "or a path to a .toml target file)\n")
+    assert capsys.readouterr().err == ("snn2chip: error: option --target: unknown target 'loihi9' (built-in: loihi1, "
+                                       "loihi2; or a path to a .toml target file)\n")
 
 
 def test_linear_readout_becomes_an_exact_relay():

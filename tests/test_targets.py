@@ -39,7 +39,7 @@ def test_malformed_target_file_names_the_key(tmp_path, edit, message):
 
 
 def test_unknown_target_and_missing_file():
-    with pytest.raises(ModelError, match=r"^unknown target 'loihi9' \(built-in: loihi1, loihi2; or a path"):
+    with pytest.raises(ModelError, match=r"^option --target: unknown target 'loihi9' \(built-in: loihi1, loihi2; or a path"):
         targets.resolve("loihi9")
     with pytest.raises(ModelError, match=r"nope.toml: no such target file"):
         targets.resolve("nope.toml")

@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import h5py
 import nir
 import numpy as np
 
@@ -49,6 +50,8 @@ from snn2chip.errors import ModelError
 from snn2chip.files import atomic_file
 
 DEFAULT_PERCENTILE = 99.9
+#: metadata 'generator' of converted files: an existing file with it may be replaced by ``convert -o``
+GENERATOR = "snn2chip convert"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +82,7 @@ def convert(model: str | Path, samples: np.ndarray, *, percentile: float = DEFAU
         em.emit()
     except ModelError as e:
         raise e.in_file(str(model)) from None
-    metadata = {"dt": 1.0, "converted_from": Path(model).name, "percentile": float(percentile),
+    metadata = {"generator": GENERATOR, "dt": 1.0, "converted_from": Path(model).name, "percentile": float(percentile),
                 "compensation": float(compensation), "shortcut_norm": bool(shortcut_norm)}
     if time_steps is not None:
         metadata["time_steps"] = int(time_steps)
@@ -100,9 +103,20 @@ def describe(layer: dict) -> str:
 
 
 def write(graph: nir.NIRGraph, path: str | Path) -> None:
-    """Write ``graph`` to ``path`` completely or not at all."""
+    """Write ``graph`` to ``path`` (checked with :func:`snn2chip.files.check_file`) completely or not at all."""
     with atomic_file(path) as tmp:
         nir.write(tmp, graph)
+
+
+def is_converted(path: Path) -> bool:
+    """Whether ``path`` is a NIR file written by :func:`write` (its metadata names the generator)."""
+    try:
+        with h5py.File(path, "r") as f:
+            value = f.get("node/metadata/generator")
+            text = value[()] if isinstance(value, h5py.Dataset) else None
+    except (OSError, ValueError):
+        return False
+    return (text.decode(errors="replace") if isinstance(text, bytes) else text) == GENERATOR
 
 
 def graph_of(conversion: Conversion, source: str = "<converted>"):

@@ -14,10 +14,12 @@ Dropout, Constant. Anything else is a :class:`ModelError` naming the node and th
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
 
+from snn2chip import memory
 from snn2chip.errors import ModelError
 
 SUPPORTED = ("Conv", "BatchNormalization", "Relu", "Add", "Gemm", "MatMul", "Flatten", "Reshape", "AveragePool",
@@ -88,7 +90,7 @@ def load(path: str | Path) -> AnnGraph:
         raise ModelError(f"not an ONNX model ({type(e).__name__})", file=file) from None
     graph = model.graph
     try:
-        consts = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
+        consts = {t.name: _initializer(t, numpy_helper) for t in graph.initializer}
         inputs = [i for i in graph.input if i.name not in consts]
         if len(inputs) != 1 or len(graph.output) != 1:
             raise ModelError(f"the graph needs exactly one input and one output, has {len(inputs)} and {len(graph.output)}")
@@ -104,6 +106,23 @@ def load(path: str | Path) -> AnnGraph:
     except ModelError as e:
         raise e.in_file(file) from None
     return AnnGraph(tuple(ops), inputs[0].name, input_shape, output, file)
+
+
+def _initializer(tensor, numpy_helper) -> np.ndarray:
+    """An initializer as float64, after checking its declared size against the memory budget
+    and that it holds the data it declares (real, finite numbers)."""
+    count = math.prod(tensor.dims)
+    memory.check(8 * count, f"initializer '{tensor.name}' ({count:,} values)")
+    try:
+        values = numpy_helper.to_array(tensor)
+    except Exception as e:  # onnx raises ValueError, TypeError, ... on tensors that contradict their dims
+        raise ModelError(f"initializer '{tensor.name}' of shape {list(tensor.dims)} does not hold the data it "
+                         f"declares ({' '.join(str(e).split())[:200]})") from None
+    if values.dtype.kind not in "biuf":
+        raise ModelError(f"initializer '{tensor.name}' holds {values.dtype} values; expected real numbers")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ModelError(f"initializer '{tensor.name}' holds NaN or infinite values")
+    return values.astype(np.float64)
 
 
 def _read_node(node, name: str, consts: dict, ops: list[Op]) -> None:
