@@ -3,6 +3,7 @@
 #               Loihi 2, then verify it (float vs chip on 100 digits, Lava on 2) (creates .venv first when needed)
 #   make golden rewrites the golden regression files tests/golden/*.npz (after an intended change)
 #   make test   runs the test suite (creates .venv first when needed); .ci/run calls this
+#   make test-fast  the inner loop: the tests marked neither slow (> ~5 s) nor lava
 # .venv is built from Python 3.10 (Lava requires >=3.10,<3.11) and requirements.lock.
 
 VENV       := .venv
@@ -15,7 +16,7 @@ PYTEST_ARGS ?=
 PYTHON310 = $(shell for c in python3.10 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10.*/bin/python3.10 2>/dev/null | sort -rV); do \
 	  $$c -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { command -v $$c; break; }; done)
 
-.PHONY: demo test venv lock golden
+.PHONY: demo test test-fast venv lock golden
 
 # The digits image / 16 travels as a graded payload 0..16 (exact): --input-bits 6 --input-scale 16.
 demo: $(STAMP)
@@ -33,6 +34,9 @@ golden: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not lava" $(PYTEST_ARGS)
 
 venv: $(STAMP)
 

@@ -5,7 +5,7 @@ on the bit-accurate simulator (inputs ``--input-bits 6 --input-scale 16``: image
 payloads; calibrated, i.e. compensated rounding and bias correction, on the calibration samples),
 for T in 8..256, with and without shortcut normalisation and compensation. The float columns come from one 256-step run per variant
 (states start at 0 and the input is constant, so the read-out at step T-1 is the T-step result);
-the chip is compiled per T (the read-out's range depends on T) and run by ``compiler.predictions``.
+the chip is compiled per T (the read-out's range depends on T) and run by ``fidelity.predictions``.
 
 Run: .venv/bin/python benchmarks/conversion.py [--out build/conversion] [--no-chip]
 Writes OUT/table.md (also printed), OUT/accuracy_vs_steps.png and the converted NIR files.
@@ -22,9 +22,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # models/ lives beside the package
 from models.data import test_set  # noqa: E402
-from snn2chip import compiler, convert, progress, reference  # noqa: E402
-from snn2chip.plots import _pyplot  # noqa: E402
-from snn2chip.quantize import Options  # noqa: E402
+from snn2chip import compiler, convert, progress  # noqa: E402
+from snn2chip.verify import fidelity  # noqa: E402
+from snn2chip.frontend import reference  # noqa: E402
+from snn2chip.report.plots import _pyplot  # noqa: E402
+from snn2chip.passes.quantize import Options  # noqa: E402
 
 ANN = ROOT / "models" / "zoo" / "resnet_ann.onnx"
 CALIB = ROOT / "models" / "zoo" / "resnet_ann_calib.npy"
@@ -69,7 +71,7 @@ def main() -> None:
             for t in progress.bar(STEPS, f"chip {stem}", "T", show):
                 options = Options(input_bits=6, input_scale=16, steps=t, calibration=calib)
                 graph, net, _ = compiler.compile_file(path, "loihi2", options)
-                pred = np.concatenate([compiler.predictions(graph, net, x[i : i + CHUNK], t)[3]
+                pred = np.concatenate([fidelity.predictions(graph, net, x[i : i + CHUNK], t)[3]
                                        for i in range(0, len(x), CHUNK)])  # chunks: it records every layer
                 chips[t] = float((pred == y).mean())
             rows.append((label, "chip (simulator)", chips))

@@ -22,7 +22,7 @@ from models.export import export  # noqa: E402
 from models.layers import fold_bn  # noqa: E402
 from models.ms_resnet import ms_resnet_small  # noqa: E402
 from snn2chip import compiler  # noqa: E402
-from snn2chip.quantize import Options  # noqa: E402
+from snn2chip.passes.quantize import Options  # noqa: E402
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import torch
 
 import snn2chip
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nir" / "cnn_sinabs.nir"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cnn_sinabs.nir"
 
 
 def main() -> None:

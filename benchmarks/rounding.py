@@ -4,7 +4,7 @@ Table 1, per model and variant: chip minus float accuracy, prediction agreement,
 spike agreement over the spiking layers (a low-noise measure: millions of spikes, where 450
 predictions move by 0.22 points an image). Variants: no calibration; ``--calib`` (training
 split) with nearest rounding; with compensated rounding (the default); and, for comparison, the
-default with one 8-bit bias group instead of a coarse and a fine one (``quantize.BIAS_TERMS``).
+default with one 8-bit bias group instead of a coarse and a fine one (``bias.BIAS_TERMS``).
 Table 2: SEW-AND with calibration sets of several sizes, nearest vs compensated rounding.
 Table 3: the float model's own sensitivity, no chip involved: SEW-AND in the float reference with
 every weight map rounded to b bits (per map and sign, like the chip's groups), prediction agreement
@@ -26,7 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # models/ lives beside the package
 from models.data import test_set, train_set  # noqa: E402
 import snn2chip  # noqa: E402
-from snn2chip import compiler, quantize, reference  # noqa: E402
+from snn2chip import compiler  # noqa: E402
+from snn2chip.verify import fidelity  # noqa: E402
+from snn2chip.passes import bias, quantize  # noqa: E402
+from snn2chip.frontend import reference  # noqa: E402
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
 MODELS = ["sew_add", "sew_and", "sew_iand", "ms_resnet", "spiking_resnet"]
@@ -38,12 +41,12 @@ def measure(name: str, calibration, rounding: str = "compensated", bias_terms: i
     x, y = (np.asarray(a) for a in test_set())
     steps = MANIFEST[name]["time_steps"]
     options = quantize.Options(input_bits=6, input_scale=16, steps=steps, calibration=calibration, rounding=rounding)
-    default_terms, quantize.BIAS_TERMS = quantize.BIAS_TERMS, bias_terms
+    default_terms, bias.BIAS_TERMS = bias.BIAS_TERMS, bias_terms
     try:
         graph, net, _ = compiler.compile_file(ZOO / f"{name}.nir", options=options)
     finally:
-        quantize.BIAS_TERMS = default_terms
-    fid = compiler.fidelity(graph, net, x, steps, labels=y)
+        bias.BIAS_TERMS = default_terms
+    fid = fidelity.fidelity(graph, net, x, steps, labels=y)
     spikes = np.mean([layer["spike_agreement"] for layer in fid["layers"]])
     return (f"{100 * (fid['chip_accuracy'] - fid['float_accuracy']):+.2f} / {100 * fid['output_agreement']:.2f} % / "
             f"{100 * spikes:.2f} %")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from snn2chip import compiler  # noqa: E402
 from snn2chip.errors import ModelError  # noqa: E402
-from snn2chip.quantize import Options  # noqa: E402
+from snn2chip.passes.quantize import Options  # noqa: E402
 
 
 def main() -> int:

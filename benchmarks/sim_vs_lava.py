@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 import snn2chip
-from snn2chip.lava_backend import run_lava
-from snn2chip.quantize import compile_graph
-from snn2chip.simulator import simulate
+from snn2chip.backends.lava import run_lava
+from snn2chip.passes.quantize import compile_graph
+from snn2chip.backends.simulator import simulate
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nir" / "cnn_sinabs.nir"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "cnn_sinabs.nir"
 
 
 def main() -> None:

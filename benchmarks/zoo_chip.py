@@ -16,7 +16,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # models/ lives beside the package
 from models.data import test_set, train_set  # noqa: E402
 from snn2chip import compiler  # noqa: E402
-from snn2chip.quantize import Options  # noqa: E402
+from snn2chip.verify import fidelity  # noqa: E402
+from snn2chip.passes.quantize import Options  # noqa: E402
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
 MODELS = ["sew_add", "sew_and", "sew_iand", "ms_resnet", "spiking_resnet"]
@@ -34,7 +35,7 @@ def main() -> None:
             options = Options(input_bits=6, input_scale=16, steps=steps, strategy=strategy, align=align,
                               calibration=calibration)
             graph, net, _ = compiler.compile_file(ZOO / f"{name}.nir", options=options)
-            fid = compiler.fidelity(graph, net, x, steps, labels=y)
+            fid = fidelity.fidelity(graph, net, x, steps, labels=y)
             t = compiler.totals(net)
             label = strategy if align else "expand, not aligned"
             print(f"| {name} | {label} | {100 * fid['float_accuracy']:.2f} % | {100 * fid['chip_accuracy']:.2f} % | "

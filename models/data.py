@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from snn2chip.data import DIGITS_CLASSES as NUM_CLASSES
-from snn2chip.data import DIGITS_SHAPE as INPUT_SHAPE
-from snn2chip.data import DIGITS_SPLIT_SEED as SPLIT_SEED
-from snn2chip.data import DIGITS_TEST_SIZE as TEST_SIZE
-from snn2chip.data import digits_split as _split
+from snn2chip.verify.data import DIGITS_CLASSES as NUM_CLASSES
+from snn2chip.verify.data import DIGITS_SHAPE as INPUT_SHAPE
+from snn2chip.verify.data import DIGITS_SPLIT_SEED as SPLIT_SEED
+from snn2chip.verify.data import DIGITS_TEST_SIZE as TEST_SIZE
+from snn2chip.verify.data import digits_split as _split
 
 __all__ = ["INPUT_SHAPE", "NUM_CLASSES", "SPLIT_SEED", "TEST_SIZE", "train_set", "test_set", "split_digest",
            "calibration_images"]

@@ -137,7 +137,7 @@ def main(argv=None) -> int:
                 f"file {stats['file_bytes'] / 2**20:.0f} MiB, {stats['parameters']:,} parameters")
         if args.check:
             import snn2chip
-            from snn2chip.summary import summarize
+            from snn2chip.frontend.summary import summarize
 
             t = time.perf_counter()
             totals = summarize(snn2chip.load(stats["path"]))["totals"]

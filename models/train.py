@@ -5,17 +5,12 @@ time and batch) with backpropagation through time; the spike's gradient is the n
 (arctan for IF neurons, rectangular for MS neurons, see :mod:`models.layers`). The loss is the
 cross-entropy of the time-averaged logits (the readout divided by ``T``), so training optimises the
 readout rule used at test time. Everything is seeded and uses deterministic algorithms; with the
-same torch build and thread count the result is bit-for-bit reproducible.
-
-Command line (from the repository root; trains one zoo entry and prints its accuracy, nothing written
-unless ``--out``)::
-
-    python -m models.train sew_add [--epochs N] [--out state.pt]
+same torch build and thread count the result is bit-for-bit reproducible. ``python -m
+models.train_one NAME`` trains one zoo entry from the command line.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -23,7 +18,7 @@ import torch
 from torch import nn
 
 from models import data
-from models.layers import count_parameters, fold_bn, seed_everything
+from models.layers import fold_bn, seed_everything
 from models.network import SpikingNetwork, accuracy, predict
 
 THREADS = 2
@@ -100,27 +95,3 @@ def evaluate(model: nn.Module) -> dict:
         "folded_accuracy": accuracy(predict(folded, x_test), y_test),
         "folded": folded,
     }
-
-
-def main(argv=None) -> int:
-    from models import zoo
-
-    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", choices=sorted(zoo.SPECS))
-    parser.add_argument("--epochs", type=int, help="override the zoo's number of epochs")
-    parser.add_argument("--out", help="save the trained state dict here")
-    args = parser.parse_args(argv)
-    spec = zoo.SPECS[args.name]
-    if args.epochs:
-        spec = {**spec, "train": {**spec["train"], "epochs": args.epochs}}
-    model, history = zoo.train_spec(spec)
-    result = evaluate(model)
-    print(f"{args.name}: {count_parameters(result['folded']):,} parameters after BN folding, trained in {history['seconds']:.1f} s; "
-          f"test accuracy {result['accuracy']:.4f}, BN folded {result['folded_accuracy']:.4f}")
-    if args.out:
-        torch.save(model.state_dict(), args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -7,9 +7,9 @@ Public API of the front end and the float reference:
 """
 
 from snn2chip.errors import ModelError
-from snn2chip.frontend import load
-from snn2chip.graph import Graph
-from snn2chip.reference import run
+from snn2chip.frontend.read import load
+from snn2chip.frontend.graph import Graph
+from snn2chip.frontend.reference import run
 
 __version__ = "0.2.0"
 __all__ = ["Graph", "ModelError", "load", "run", "__version__"]

@@ -35,3 +35,8 @@ class ModelError(Exception):
     def in_file(self, file: str) -> "ModelError":
         """The same error attributed to ``file`` (kept as it is if it already names a file or an option)."""
         return self if self.placed else dataclasses.replace(self, file=str(file))
+
+
+class InternalError(Exception):
+    """An invariant of snn2chip itself failed: a bug, reported as such (the command line asks
+    for a bug report), never as the user's :class:`ModelError`."""

@@ -12,7 +12,8 @@ is either complete under the name the user gave or not there at all.
 
 Every check runs before any work (:func:`check_dir`, :func:`check_file`) and again when the
 output is committed. Problems are :class:`~snn2chip.errors.ModelError` naming the output path;
-folders created for an output that then failed are removed again.
+folders created for an output that then failed are removed again. Input files are checked
+to exist by :func:`require_file` (``no such file``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ from snn2chip.errors import ModelError
 MARKER = ".snn2chip-output"
 MARKER_FORMAT = "snn2chip-output"
 MARKER_VERSION = 1
+
+
+def require_file(path: str | Path, what: str = "", hint: str = "") -> Path:
+    """``path`` as a :class:`Path` when it names an existing file, else a :class:`ModelError`
+    naming it as given: ``no such file``, ``no such WHAT file``, with `` (HINT)`` when given."""
+    if not Path(path).is_file():
+        raise ModelError(f"no such {what + ' ' if what else ''}file" + (f" ({hint})" if hint else ""), file=str(path))
+    return Path(path)
 
 
 def _fail(path, problem: str) -> ModelError:

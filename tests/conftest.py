@@ -1,4 +1,4 @@
-"""Shared helpers: paths of the real fixtures and small crafted NIR files."""
+"""Shared helpers: paths of the real fixtures (``tests/fixtures/``) and small crafted NIR files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import nir
 import numpy as np
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nir"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SINABS = FIXTURES / "cnn_sinabs.nir"
 NORSE = FIXTURES / "lif_norse.nir"
 BRAILLE = FIXTURES / "braille_noDelay_bias_zero.nir"

@@ -494,7 +494,7 @@ def test_bad_input_is_one_line_naming_the_place(capsys, ws, case):
 
 
 def test_an_internal_error_is_one_line_asking_for_a_report(capsys, ws, monkeypatch):
-    from snn2chip import summary
+    from snn2chip.frontend import summary
 
     def broken(graph):
         raise KeyError("population 'x'")

@@ -7,10 +7,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from snn2chip import chip, loihi
-from snn2chip.chip import ChipNet, Population, SynapseGroup
-from snn2chip.lava_backend import lava_kernel, nir_index, run_lava
-from snn2chip.simulator import simulate
+from snn2chip import chip
+from snn2chip.errors import ModelError
+from snn2chip.chip import loihi
+from snn2chip.chip.ir import ChipNet, Population, SynapseGroup
+from snn2chip.backends.lava import lava_kernel, nir_index, run_lava
+from snn2chip.backends.simulator import simulate
+from tests.conftest import FIXTURES
 
 
 def random_net(seed: int, graded_input: bool, delays: bool, stress: bool, stride: int, groups: int,
@@ -26,17 +29,17 @@ def random_net(seed: int, graded_input: bool, delays: bool, stress: bool, stride
     c_in, size = 2, int(rng.integers(4, 7))
     bits = 24 if stress else 8
     big = 2**22 if stress else 40
+    out_size = (size + 2 - 3) // stride + 1
+    conv_shape = (2 * groups, out_size, out_size)
     pops = {
         "in": Population("in", "input", (c_in, size, size), payload_bits=bits if graded_input else 0),
-        "conv": Population("conv", "lif", (2 * groups, 0, 0), du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
+        "conv": Population("conv", "lif", conv_shape, du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
                            vth=int(rng.integers(1, 200)), bias_exp=int(rng.integers(0, 8))),
         "fc": Population("fc", "lif", (9,), du=4095, dv=int(rng.integers(0, 300)), vth=int(rng.integers(1, 400))),
         "relay": Population("relay", "relay", (9,), vth=int(rng.integers(0, 3)), payload_bits=24),
         "out": Population("out", "lif", (5,), du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
                           vth=int(rng.integers(1, 2**17 if stress else 300))),
     }
-    out_size = (size + 2 - 3) // stride + 1
-    conv_shape = (2 * groups, out_size, out_size)
     pops["conv"] = Population(**{**pops["conv"].__dict__, "shape": conv_shape,
                                  "bias_mant": rng.integers(-4096, 4096, conv_shape)})
 
@@ -69,7 +72,7 @@ def random_net(seed: int, graded_input: bool, delays: bool, stress: bool, stride
         for name in ("conv", "fc"):
             vth = pops[name].vth
             pops[name] = Population(**{**pops[name].__dict__, "reset": "subtract", "vsub": vth + int(rng.integers(0, 2))})
-    net = ChipNet(pops, groups_, inputs=("in",), outputs=("out",)).validate()
+    net = ChipNet(pops, groups_, inputs=("in",), outputs=("out",))
     shape = (3, 10, c_in, size, size)
     x = rng.integers(-big, big, shape) if graded_input else (rng.random(shape) < 0.4)
     return net, x.astype(np.float64)
@@ -172,17 +175,50 @@ def test_chip_ir_rejects_newer_and_broken_files(tmp_path):
     chip.save(net, path)
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = chip.FORMAT_VERSION + 1
-    with pytest.raises(chip.ModelError) as info:
+    with pytest.raises(ModelError) as info:
         chip.load(path)
-    assert str(info.value) == (f"{path}: written in chip IR format 3 by a newer snn2chip; this one reads format 2")
+    assert str(info.value) == (f"{path}: written in chip IR format 4 by a newer snn2chip; this one reads format 3")
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = chip.FORMAT_VERSION
         del f["groups/c1"]
-    with pytest.raises(chip.ModelError, match="broken chip network file: KeyError"):
+    with pytest.raises(ModelError, match="broken chip network file: KeyError"):
         chip.load(path)
     (tmp_path / "text.h5").write_text("no")
-    with pytest.raises(chip.ModelError, match="not a chip network: it is not HDF5"):
+    with pytest.raises(ModelError, match="not a chip network: it is not HDF5"):
         chip.load(tmp_path / "text.h5")
+
+
+def test_version_2_files_still_load_and_run_bit_for_bit():
+    """tests/fixtures/chip_ir_v2.h5 was written by snn2chip 0.2.0 (chip IR format 2): a residual
+    chain with a bias and a two-step delay line; its simulator outputs are stored beside it."""
+    net = chip.load(FIXTURES / "chip_ir_v2.h5")
+    assert (net.pipeline_depth, net.depth["d"], net.output_of, net.dt) == (4, 4, {"output": "d"}, 1.0)
+    roles = {name: (p.role, p.origin) for name, p in net.populations.items()}
+    assert roles["a@2"] == ("delay", "a") and roles["bias.always_on"] == ("bias", "") and roles["d"] == ("model", "")
+    with np.load(FIXTURES / "chip_ir_v2_outputs.npz") as stored:
+        x = np.concatenate([stored["x"], np.zeros((3, net.pipeline_depth, 4))], 1)
+        got = simulate(net, x, record=list(net.populations), probe=["d"])
+        for key, values in got.items():
+            np.testing.assert_array_equal(values, stored[key], err_msg=key)
+
+
+def test_ir_validates_itself_and_compares_by_value(tmp_path):
+    from snn2chip.chip import IRError
+    from snn2chip.errors import InternalError
+
+    net, _ = random_net(seed=3, graded_input=False, delays=False, stress=False, stride=1, groups=1)
+    chip.save(net, tmp_path / "net.h5")
+    again = chip.load(tmp_path / "net.h5")
+    assert again == net and again.populations["conv"] == net.populations["conv"]
+    assert again.groups[0] != again.groups[1]
+    with pytest.raises(ValueError, match="read-only"):
+        again.groups[0].weights[0] = 1
+    with pytest.raises(IRError, match=r"node 'x': field 'du' is 5000; expected an integer in \[0, 4095\]"):
+        Population("x", "lif", (2,), du=5000)
+    with pytest.raises(IRError, match="synapse group refers to population 'nowhere'"):
+        ChipNet(net.populations, (*net.groups, SynapseGroup("g", "dense", "fc", "nowhere", np.ones((1, 9), int))),
+                net.inputs, net.outputs)
+    assert issubclass(IRError, InternalError)  # the compiler's own invariants: reported as a bug
 
 
 def test_integer_helpers_match_their_definitions():

@@ -11,7 +11,8 @@ import nir
 import numpy as np
 import pytest
 
-from snn2chip.cli import build_parser, main
+from snn2chip.arguments import build_parser
+from snn2chip.cli import COMMANDS, main
 from tests.conftest import BRAILLE, SINABS, chain
 
 SNN2CHIP = Path(sys.executable).parent / "snn2chip"
@@ -71,7 +72,7 @@ def test_every_command_has_help(capsys, command):
 
 
 def test_top_level_help_lists_every_command():
-    text = build_parser().format_help()
+    text = build_parser(COMMANDS).format_help()
     for command in ("inspect", "run", "compile", "verify", "convert", "targets"):
         assert f"    {command}" in text
 

@@ -10,12 +10,14 @@ import pytest
 import torch
 
 import snn2chip
-from snn2chip import ModelError, compiler, lower
+from snn2chip import ModelError
+from snn2chip.verify import fidelity
+from snn2chip.passes import lower
 from snn2chip.cli import main
-from snn2chip.graph import make_graph
-from snn2chip.lava_backend import run_lava
-from snn2chip.quantize import Options, compile_graph
-from snn2chip.simulator import simulate
+from snn2chip.frontend.graph import make_graph
+from snn2chip.backends.lava import run_lava
+from snn2chip.passes.quantize import Options, compile_graph
+from snn2chip.backends.simulator import simulate
 from tests.conftest import BRAILLE, SINABS, chain
 
 ONE_BELOW = np.nextafter(np.float32(1), np.float32(-np.inf))  # how exporters write v >= 1
@@ -23,7 +25,7 @@ ONE_BELOW = np.nextafter(np.float32(1), np.float32(-np.inf))  # how exporters wr
 
 def _aligned(net, graph, x, steps, pops):
     """Chip spikes of ``pops`` shifted by each population's depth, next to the float spikes."""
-    depth = net.metadata["depth"]
+    depth = net.depth
     padded = np.concatenate([x, np.zeros((x.shape[0], net.pipeline_depth, *x.shape[2:]))], axis=1)
     chip_out = simulate(net, padded, record=pops)
     float_out = snn2chip.run(graph, x, record=[net.populations[p].source for p in pops], dtype=torch.float64)
@@ -125,7 +127,7 @@ def braille_build():
 def test_sinabs_fidelity_float_vs_chip(sinabs_build):
     graph, net, _ = sinabs_build
     x = (np.random.default_rng(0).random((32, 20, 2, 34, 34)) < 0.1).astype(np.float32)
-    result = compiler.fidelity(graph, net, x, 20)
+    result = fidelity.fidelity(graph, net, x, 20)
     for layer in result["layers"]:
         assert layer["rate_error"] < 0.005 and layer["spike_agreement"] > 0.9, layer
         assert layer["float_rate"] > 0.01
@@ -139,7 +141,7 @@ def test_braille_fidelity_float_vs_chip(braille_build):
     assert [g["name"] for g in report["layers"][1]["groups"]] == [
         "lif2<-lif1.lif+", "lif2<-lif1.lif-", "lif2<-bias", "lif2<-bias.fine+", "lif2<-bias.fine-"]
     x = (np.random.default_rng(0).random((32, 50, 12)) < 0.05).astype(np.float32)
-    result = compiler.fidelity(graph, net, x, 50, dt=1e-4)
+    result = fidelity.fidelity(graph, net, x, 50, dt=1e-4)
     lif1, lif2 = result["layers"]
     # measured (README): lif1 98.9 % spike agreement; lif2 77 %: its weights span +-6.9, so the 8-bit step is
     # 0.03 and the recurrent network amplifies it, while its firing rate stays within 0.001 of the float one
@@ -222,7 +224,7 @@ def test_linear_readout_becomes_an_exact_relay():
     net, report = compile_graph(graph)
     assert net.outputs == ("output.readout",) and net.populations["output.readout"].kind == "relay"
     x = (np.random.default_rng(4).random((8, 20, 3)) < 0.6).astype(np.float64)
-    depth = net.metadata["depth"]["output.readout"]
+    depth = net.depth["output.readout"]
     chip_out = simulate(net, np.concatenate([x, np.zeros((8, depth, 3))], axis=1))["output.readout"]
     float_out = snn2chip.run(graph, x, record=["output"], dtype=torch.float64)["output"]
     alpha = net.populations["output.readout"].scale
@@ -273,7 +275,7 @@ def test_residual_join_is_aligned_with_a_synaptic_delay():
     graph = make_graph(nodes, edges)
     x = (rng.random((16, 25, *shape)) < 0.6).astype(np.float64)
     aligned, report = compile_graph(graph)
-    assert aligned.metadata["depth"]["n2"] == 3 and report["unaligned_joins"] == []
+    assert aligned.depth["n2"] == 3 and report["unaligned_joins"] == []
     assert report["layers"][-1]["delayed"] == [{"source": "n0", "steps": 1, "by": "synaptic delay"}]
     (shortcut,) = [g for g in aligned.incoming("n2") if g.src == "n0"]
     assert shortcut.kind == "sparse" and set(shortcut.delays) == {1} and "n0@1" not in aligned.populations
@@ -439,7 +441,7 @@ def test_recurrent_biases_start_one_step_late():
     assert ("rec", "lif") in graph.recurrent
     net, report = compile_graph(graph)
     (late,) = [g for g in net.groups if g.name == "lif<-bias.late"]
-    assert late.delays.max() == net.metadata["depth"]["lif"]
+    assert late.delays.max() == net.depth["lif"]
     x = (rng.random((8, 25, 4)) < 0.3).astype(np.float64)
     (f, c), = _aligned(net, graph, x, 25, ["lif"]).values()
     np.testing.assert_array_equal(f, c)
@@ -457,7 +459,7 @@ def test_v_leak_starts_with_the_data():
                                          v_threshold=np.ones(n))), shape=(n,))
     graph = make_graph(nodes, edges)
     net, report = compile_graph(graph)
-    assert net.metadata["depth"]["lif"] == 2 and not np.any(net.populations["lif"].bias_mant)
+    assert net.depth["lif"] == 2 and not np.any(net.populations["lif"].bias_mant)
     x = np.ones((1, 12, n))
     (f, c), = _aligned(net, graph, x, 12, ["lif"]).values()
     # float: v = 1.1 (1 - 0.5^(t+1)) first exceeds 1 at step 3; leaking from chip step 0 it fired at step 2

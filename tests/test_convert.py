@@ -13,11 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from snn2chip import compiler, convert, frontend, reference, simulator
+from snn2chip import compiler, convert, frontend
+from snn2chip.verify import fidelity
+from snn2chip.frontend import reference
+from snn2chip.backends import simulator
 from snn2chip.cli import main
 from snn2chip.convert.emit import IF_THRESHOLD
 from snn2chip.errors import ModelError
-from snn2chip.quantize import Options
+from snn2chip.passes.quantize import Options
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -216,7 +219,7 @@ def test_spiking_max_pooling_compiles_exactly(tmp_path):
     x = torch.randint(1, 16, (16, 1, 4, 4), generator=torch.Generator().manual_seed(0)).float() / 16
     convert.write(convert.convert(export(model, x, tmp_path / "mp.onnx"), x.numpy()).graph, tmp_path / "mp.nir")
     graph, net, _ = compiler.compile_file(tmp_path / "mp.nir", "loihi2", Options(input_bits=6, input_scale=16, steps=64))
-    fid = compiler.fidelity(graph, net, x.numpy(), 64)
+    fid = fidelity.fidelity(graph, net, x.numpy(), 64)
     assert [layer["population"] for layer in fid["layers"]] == [f"0.MaxPool.max{j}" for j in range(4)]
     assert all(layer["spike_agreement"] == 1.0 for layer in fid["layers"])
     assert fid["output_agreement"] == 1.0
@@ -291,13 +294,13 @@ def test_non_positive_compensation_is_rejected():
 
 
 def test_compiled_converted_zoo_ann_simulator_equals_lava(zoo, tmp_path):
-    from snn2chip.lava_backend import run_lava
+    from snn2chip.backends.lava import run_lava
 
     path = tmp_path / "snn.nir"
     convert.write(zoo.graph, path)
     steps = 12
     graph, net, _ = compiler.compile_file(path, "loihi2", Options(input_bits=6, input_scale=16, steps=steps))
-    x = compiler.chip_inputs(net, np.asarray(digits_test_set()[0][:1]), steps)
+    x = fidelity.chip_inputs(net, np.asarray(digits_test_set()[0][:1]), steps)
     pops = [p for p, pop in net.populations.items() if pop.kind == "lif"]
     sim = simulator.simulate(net, x, record=pops, probe=["readout"])
     lava = run_lava(net, x, record=pops, probe=["readout"])

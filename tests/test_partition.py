@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from snn2chip import ModelError, compiler, partition, targets
-from snn2chip.chip import ChipNet, Population, SynapseGroup
-from snn2chip.quantize import Options
+from snn2chip import ModelError, compiler
+from snn2chip.chip import partition, targets, tiling
+from snn2chip.chip.ir import ChipNet, Population, SynapseGroup
+from snn2chip.passes.quantize import Options
 from tests.conftest import SINABS
 
 LOIHI2 = targets.resolve("loihi2")
@@ -29,7 +30,7 @@ def _net(conv_weights: np.ndarray, dense_weights: np.ndarray, stride=(1, 1), pad
             "B": Population("B", "lif", (5,), vth=1)}
     groups = (SynapseGroup("A<-in", "conv", "in", "A", conv_weights, stride=stride, padding=padding),
               SynapseGroup("B<-A", "dense", "A", "B", dense_weights))
-    return ChipNet(pops, groups, ("in",), ("B",)).validate()
+    return ChipNet(pops, groups, ("in",), ("B",))
 
 
 def _within_limits(part: partition.Partition) -> None:
@@ -38,8 +39,8 @@ def _within_limits(part: partition.Partition) -> None:
         assert usage[:, i].max() <= part.target.capacity[r], r
     covered = {}
     for t in part.tiles:  # tiles cover every placed population exactly once
-        covered[t.population] = covered.get(t.population, 0) + partition._size(t.box)
-        assert t.demand[0] == partition._size(t.box)
+        covered[t.population] = covered.get(t.population, 0) + tiling.box_size(t.box)
+        assert t.demand[0] == tiling.box_size(t.box)
     assert covered == {p: d["neurons"] for p, d in part.demand.items()}
 
 
@@ -80,7 +81,7 @@ def test_conv_reach_equals_the_dense_connectivity(stride, padding):
     weights = np.ones((4, 2, 3, 3), dtype=np.int64)
     net = _net(weights, np.ones((5, 4 * ((4 + 2 * padding[0] - 3) // stride[0] + 1) ** 2), dtype=np.int64),
                stride, padding)
-    group = partition._Group(net.groups[0], net, LOIHI2)
+    group = tiling.GroupDemands(net.groups[0], net, LOIHI2)
     shape = net.populations["A"].shape
     basis = torch.eye(32, dtype=torch.float64).reshape(32, 2, 4, 4)
     dense = torch.nn.functional.conv2d(basis, torch.ones(4, 2, 3, 3, dtype=torch.float64), stride=stride,

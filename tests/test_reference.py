@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import snn2chip
 from snn2chip import ModelError
-from snn2chip.graph import make_graph
+from snn2chip.frontend.graph import make_graph
 from tests.conftest import NORSE, SINABS, arr, chain
 
 F64 = torch.float64

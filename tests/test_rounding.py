@@ -6,11 +6,11 @@ import nir
 import numpy as np
 import pytest
 
-from snn2chip import lower, rounding
+from snn2chip.passes import lower, rounding
 from snn2chip.cli import main
-from snn2chip.graph import make_graph
-from snn2chip.loihi import effective_weights
-from snn2chip.quantize import Options, compile_graph
+from snn2chip.frontend.graph import make_graph
+from snn2chip.chip.loihi import effective_weights
+from snn2chip.passes.quantize import Options, compile_graph
 from tests.conftest import chain
 
 
@@ -171,7 +171,7 @@ def test_compile_prints_the_input_error_with_calibration(capsys, tmp_path, tmp_n
     np.save(tmp_path / "calib.npy", _correlated_spikes(rng, 300, 40).astype(np.float32))
     for how in ("compensated", "nearest"):
         assert main(["compile", str(model), "--calib", str(tmp_path / "calib.npy"), "--rounding", how, "--steps", "1",
-                     "-o", str(tmp_path / how)]) == 0
+                     "-o", str(tmp_path / how), "-v"]) == 0
         line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  lif: "))
         assert "lif<-input+ dense e=" in line and f"%, {how}), lif<-input- dense e=" in line, line
     with pytest.raises(SystemExit) as info:

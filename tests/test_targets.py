@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from snn2chip import ModelError, targets
+from snn2chip import ModelError
+from snn2chip.chip import targets
 from snn2chip.cli import main
 from tests.conftest import SINABS
 

@@ -16,10 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from snn2chip import compiler, data, energy, verify
+from snn2chip import compiler, verify
+from snn2chip.verify import data, energy
 from snn2chip.cli import main
 from snn2chip.errors import ModelError
-from snn2chip.quantize import Options
+from snn2chip.passes.quantize import Options
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "models" / "zoo"

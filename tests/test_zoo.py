@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 import snn2chip
-from snn2chip import neurons as snn_neurons
-from snn2chip.summary import summarize
+from snn2chip.frontend import neurons as snn_neurons
+from snn2chip.frontend.summary import summarize
 
 from models import data, scale, zoo
 from models.export import Builder, ExportError, Value, export, strict_threshold

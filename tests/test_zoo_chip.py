@@ -17,9 +17,10 @@ import pytest
 
 from models.data import test_set, train_set
 from snn2chip import compiler
-from snn2chip.lava_backend import run_lava
-from snn2chip.quantize import Options
-from snn2chip.simulator import simulate
+from snn2chip.verify import fidelity
+from snn2chip.backends.lava import run_lava
+from snn2chip.passes.quantize import Options
+from snn2chip.backends.simulator import simulate
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
 MANIFEST = json.loads((ZOO / "zoo.json").read_text())["models"]
@@ -40,7 +41,7 @@ def build(name: str, strategy: str):
 def test_zoo_accuracy_on_chip(name, strategy):
     steps, graph, net, report = build(name, strategy)
     x, y = test_set()
-    result = compiler.fidelity(graph, net, np.asarray(x), steps, labels=np.asarray(y))
+    result = fidelity.fidelity(graph, net, np.asarray(x), steps, labels=np.asarray(y))
     assert result["float_accuracy"] == pytest.approx(MANIFEST[name]["executor_test_accuracy"])
     # the bar (README, "Residual networks on chip"); SEW-AND meets it with no image to spare
     assert abs(result["chip_accuracy"] - result["float_accuracy"]) <= 0.01, result
@@ -84,4 +85,4 @@ def test_flattened_ms_stream_compiles_like_the_stream_nodes(tmp_path):
     nodes = compiler.compile_file(ZOO / "ms_resnet.nir", options=options)
     assert compiler.totals(flat[1]) == compiler.totals(nodes[1])
     x = np.asarray(test_set()[0][:50])
-    assert np.array_equal(compiler.predictions(*flat[:2], x, steps)[3], compiler.predictions(*nodes[:2], x, steps)[3])
+    assert np.array_equal(fidelity.predictions(*flat[:2], x, steps)[3], fidelity.predictions(*nodes[:2], x, steps)[3])

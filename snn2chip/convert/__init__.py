@@ -121,7 +121,7 @@ def is_converted(path: Path) -> bool:
 
 def graph_of(conversion: Conversion, source: str = "<converted>"):
     """The converted network as a checked :class:`~snn2chip.graph.Graph` (runnable by the float reference)."""
-    from snn2chip.graph import make_graph
+    from snn2chip.frontend.graph import make_graph
 
     g = conversion.graph
     return make_graph(g.nodes, g.edges, metadata=g.metadata, source=source)
@@ -131,7 +131,7 @@ def agreement(conversion: Conversion, model: str | Path, x: np.ndarray, steps: i
     """Run the converted net in the float reference for ``steps`` steps on ``x``: the fraction of
     samples whose prediction (argmax of the read-out at the last step) equals the ANN's (argmax
     of its output), and both predictions."""
-    from snn2chip import reference
+    from snn2chip.frontend import reference
 
     if steps < 1:
         raise ModelError(f"--steps must be at least 1, got {steps}")

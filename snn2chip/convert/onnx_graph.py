@@ -21,6 +21,7 @@ import numpy as np
 
 from snn2chip import memory
 from snn2chip.errors import ModelError
+from snn2chip.files import require_file
 
 SUPPORTED = ("Conv", "BatchNormalization", "Relu", "Add", "Gemm", "MatMul", "Flatten", "Reshape", "AveragePool",
              "GlobalAveragePool", "MaxPool", "Identity", "Dropout", "Constant")
@@ -82,8 +83,7 @@ def load(path: str | Path) -> AnnGraph:
     from onnx import numpy_helper
 
     file = str(path)
-    if not Path(path).is_file():
-        raise ModelError("no such file", file=file)
+    require_file(path)
     try:
         model = onnx.load(file)
     except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
@@ -101,7 +101,11 @@ def load(path: str | Path) -> AnnGraph:
             name = node.name or f"{node.op_type}_{index}"
             if node.op_type not in SUPPORTED:
                 raise ModelError(f"node '{name}' (op {node.op_type}): unsupported operator; supported: {', '.join(SUPPORTED)}")
-            _read_node(node, name, consts, ops)
+            read = _read_node(node, name, consts)
+            if isinstance(read, Op):
+                ops.append(read)
+            else:
+                consts.update(read)
         ops, output = _fold(ops, graph.output[0].name)
     except ModelError as e:
         raise e.in_file(file) from None
@@ -125,81 +129,117 @@ def _initializer(tensor, numpy_helper) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def _read_node(node, name: str, consts: dict, ops: list[Op]) -> None:
-    """Append the :class:`Op` of ONNX ``node`` (or record a constant / an alias)."""
+@dataclasses.dataclass(frozen=True)
+class _Node:
+    """One ONNX node as read: its name, operator, attributes, input and output tensor names."""
+
+    name: str
+    op: str
+    attrs: dict
+    ins: tuple[str, ...]
+    out: str
+
+    def const(self, consts: dict[str, np.ndarray], i: int, what: str) -> np.ndarray | None:
+        """The constant fed to input ``i`` (None when the input is absent)."""
+        if i >= len(self.ins) or self.ins[i] == "":
+            return None
+        if self.ins[i] not in consts:
+            raise ModelError(f"node '{self.name}' (op {self.op}): {what} '{self.ins[i]}' must be a constant (an initializer)")
+        return consts[self.ins[i]]
+
+
+def _read_node(node, name: str, consts: dict[str, np.ndarray]) -> Op | dict[str, np.ndarray]:
+    """The :class:`Op` of ONNX ``node``, or the constants it defines (by tensor name)."""
+    n = _Node(name, node.op_type, _attrs(node), tuple(node.input), node.output[0])
+    return _READERS.get(n.op, _read_pool)(n, consts)
+
+
+def _read_constant(n: _Node, consts: dict) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
-    attrs, op, ins, out = _attrs(node), node.op_type, list(node.input), node.output[0]
+    if "value" not in n.attrs:
+        raise ModelError(f"node '{n.name}' (op Constant): only tensor constants ('value') are supported")
+    return {n.out: numpy_helper.to_array(n.attrs["value"]).astype(np.float64)}
 
-    def const(i: int, what: str) -> np.ndarray:
-        if i >= len(ins) or ins[i] == "":
-            return None
-        if ins[i] not in consts:
-            raise ModelError(f"node '{name}' (op {op}): {what} '{ins[i]}' must be a constant (an initializer)")
-        return consts[ins[i]]
 
-    if op == "Constant":
-        if "value" not in attrs:
-            raise ModelError(f"node '{name}' (op Constant): only tensor constants ('value') are supported")
-        consts[out] = numpy_helper.to_array(attrs["value"]).astype(np.float64)
-    elif op in PASS_THROUGH or op == "Reshape" or op == "Flatten":
-        if op == "Reshape":
-            shape = const(1, "the target shape")
-            if shape.shape != (2,):
-                raise ModelError(f"node '{name}' (op Reshape): only a reshape to (batch, -1) is supported, got {shape.tolist()}")
-        if op == "Flatten" and attrs.get("axis", 1) != 1:
-            raise ModelError(f"node '{name}' (op Flatten): only axis=1 is supported, got {attrs['axis']}")
-        if op in PASS_THROUGH:
-            ops.append(Op(name, "identity", (ins[0],), out))
-        else:
-            ops.append(Op(name, "flatten", (ins[0],), out))
-    elif op == "Conv":
-        _check_auto_pad(attrs, name, op)
-        weight = const(1, "the weight")
-        if weight.ndim != 4:
-            raise ModelError(f"node '{name}' (op Conv): only 2-D convolutions are supported (weight of rank {weight.ndim})")
-        bias = const(2, "the bias")
-        ops.append(Op(name, "conv", (ins[0],), out, dict(
-            weight=weight, bias=np.zeros(weight.shape[0]) if bias is None else bias,
-            stride=tuple(attrs.get("strides", (1, 1))), padding=_padding(attrs.get("pads"), name, op),
-            dilation=tuple(attrs.get("dilations", (1, 1))), groups=int(attrs.get("group", 1)))))
-    elif op == "BatchNormalization":
-        scale, beta, mean, var = (const(i, what) for i, what in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
-        factor = scale / np.sqrt(var + attrs.get("epsilon", 1e-5))
-        ops.append(Op(name, "batchnorm", (ins[0],), out, dict(factor=factor, shift=beta - mean * factor)))
-    elif op == "Relu":
-        ops.append(Op(name, "relu", (ins[0],), out))
-    elif op == "Add":
-        constant = [i for i, t in enumerate(ins) if t in consts]
-        if len(constant) == 2:
-            consts[out] = consts[ins[0]] + consts[ins[1]]
-        elif constant:
-            ops.append(Op(name, "bias", (ins[1 - constant[0]],), out, dict(bias=consts[ins[constant[0]]])))
-        else:
-            ops.append(Op(name, "add", tuple(ins), out))
-    elif op in ("Gemm", "MatMul"):
-        if attrs.get("transA", 0):
-            raise ModelError(f"node '{name}' (op Gemm): transA=1 is not supported")
-        b = const(1, "the weight")
-        if b.ndim != 2:
-            raise ModelError(f"node '{name}' (op {op}): the weight must be a matrix, has shape {b.shape}")
-        weight = attrs.get("alpha", 1.0) * (b if attrs.get("transB", 0) else b.T)
-        c = const(2, "the bias") if op == "Gemm" else None
-        bias = np.zeros(weight.shape[0]) if c is None else np.broadcast_to(attrs.get("beta", 1.0) * c, weight.shape[:1])
-        ops.append(Op(name, "gemm", (ins[0],), out, dict(weight=weight, bias=np.array(bias, dtype=np.float64))))
-    else:  # pools
-        if op == "GlobalAveragePool":
-            ops.append(Op(name, "avgpool", (ins[0],), out, dict(kernel=None)))
-            return
-        _check_auto_pad(attrs, name, op)
-        if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", (1, 1))):
-            raise ModelError(f"node '{name}' (op {op}): ceil_mode and dilation are not supported")
-        padding = _padding(attrs.get("pads"), name, op)
-        if op == "AveragePool" and any(padding) and not attrs.get("count_include_pad", 0):
-            raise ModelError(f"node '{name}' (op AveragePool): padding with count_include_pad=0 is not supported")
-        kernel = tuple(attrs["kernel_shape"])
-        ops.append(Op(name, "avgpool" if op == "AveragePool" else "maxpool", (ins[0],), out, dict(
-            kernel=kernel, stride=tuple(attrs.get("strides", (1,) * len(kernel))), padding=padding)))
+def _read_reshape(n: _Node, consts: dict) -> Op:
+    """Identity and Dropout (identities), Reshape to ``(batch, -1)`` and Flatten at axis 1."""
+    if n.op == "Reshape":
+        shape = n.const(consts, 1, "the target shape")
+        if shape.shape != (2,):
+            raise ModelError(f"node '{n.name}' (op Reshape): only a reshape to (batch, -1) is supported, got {shape.tolist()}")
+    if n.op == "Flatten" and n.attrs.get("axis", 1) != 1:
+        raise ModelError(f"node '{n.name}' (op Flatten): only axis=1 is supported, got {n.attrs['axis']}")
+    return Op(n.name, "identity" if n.op in PASS_THROUGH else "flatten", (n.ins[0],), n.out)
+
+
+def _read_conv(n: _Node, consts: dict) -> Op:
+    _check_auto_pad(n.attrs, n.name, n.op)
+    weight = n.const(consts, 1, "the weight")
+    if weight.ndim != 4:
+        raise ModelError(f"node '{n.name}' (op Conv): only 2-D convolutions are supported (weight of rank {weight.ndim})")
+    bias = n.const(consts, 2, "the bias")
+    return Op(n.name, "conv", (n.ins[0],), n.out, dict(
+        weight=weight, bias=np.zeros(weight.shape[0]) if bias is None else bias,
+        stride=tuple(n.attrs.get("strides", (1, 1))), padding=_padding(n.attrs.get("pads"), n.name, n.op),
+        dilation=tuple(n.attrs.get("dilations", (1, 1))), groups=int(n.attrs.get("group", 1))))
+
+
+def _read_batchnorm(n: _Node, consts: dict) -> Op:
+    scale, beta, mean, var = (n.const(consts, i, what)
+                              for i, what in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "variance")))
+    factor = scale / np.sqrt(var + n.attrs.get("epsilon", 1e-5))
+    return Op(n.name, "batchnorm", (n.ins[0],), n.out, dict(factor=factor, shift=beta - mean * factor))
+
+
+def _read_relu(n: _Node, consts: dict) -> Op:
+    return Op(n.name, "relu", (n.ins[0],), n.out)
+
+
+def _read_add(n: _Node, consts: dict) -> Op | dict[str, np.ndarray]:
+    """Two constants: their sum (a constant); a tensor and a constant: a bias; else a join."""
+    constant = [i for i, t in enumerate(n.ins) if t in consts]
+    if len(constant) == 2:
+        return {n.out: consts[n.ins[0]] + consts[n.ins[1]]}
+    if constant:
+        return Op(n.name, "bias", (n.ins[1 - constant[0]],), n.out, dict(bias=consts[n.ins[constant[0]]]))
+    return Op(n.name, "add", n.ins, n.out)
+
+
+def _read_gemm(n: _Node, consts: dict) -> Op:
+    """Gemm, or MatMul by a constant."""
+    if n.attrs.get("transA", 0):
+        raise ModelError(f"node '{n.name}' (op Gemm): transA=1 is not supported")
+    b = n.const(consts, 1, "the weight")
+    if b.ndim != 2:
+        raise ModelError(f"node '{n.name}' (op {n.op}): the weight must be a matrix, has shape {b.shape}")
+    weight = n.attrs.get("alpha", 1.0) * (b if n.attrs.get("transB", 0) else b.T)
+    c = n.const(consts, 2, "the bias") if n.op == "Gemm" else None
+    bias = np.zeros(weight.shape[0]) if c is None else np.broadcast_to(n.attrs.get("beta", 1.0) * c, weight.shape[:1])
+    return Op(n.name, "gemm", (n.ins[0],), n.out, dict(weight=weight, bias=np.array(bias, dtype=np.float64)))
+
+
+def _read_pool(n: _Node, consts: dict) -> Op:
+    """AveragePool, MaxPool and GlobalAveragePool."""
+    if n.op == "GlobalAveragePool":
+        return Op(n.name, "avgpool", (n.ins[0],), n.out, dict(kernel=None))
+    attrs = n.attrs
+    _check_auto_pad(attrs, n.name, n.op)
+    if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", (1, 1))):
+        raise ModelError(f"node '{n.name}' (op {n.op}): ceil_mode and dilation are not supported")
+    padding = _padding(attrs.get("pads"), n.name, n.op)
+    if n.op == "AveragePool" and any(padding) and not attrs.get("count_include_pad", 0):
+        raise ModelError(f"node '{n.name}' (op AveragePool): padding with count_include_pad=0 is not supported")
+    kernel = tuple(attrs["kernel_shape"])
+    return Op(n.name, "avgpool" if n.op == "AveragePool" else "maxpool", (n.ins[0],), n.out, dict(
+        kernel=kernel, stride=tuple(attrs.get("strides", (1,) * len(kernel))), padding=padding))
+
+
+#: the reader of each supported operator other than the pools (:func:`_read_pool`)
+_READERS = {"Constant": _read_constant, "Identity": _read_reshape, "Dropout": _read_reshape,
+            "Reshape": _read_reshape, "Flatten": _read_reshape, "Conv": _read_conv,
+            "BatchNormalization": _read_batchnorm, "Relu": _read_relu, "Add": _read_add,
+            "Gemm": _read_gemm, "MatMul": _read_gemm}
 
 
 def _fold(ops: list[Op], output: str) -> tuple[list[Op], str]:

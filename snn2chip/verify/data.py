@@ -29,6 +29,8 @@ import numpy as np
 
 from snn2chip import memory
 from snn2chip.errors import ModelError
+from snn2chip.files import require_file
+from snn2chip.frontend import shapes
 
 DIGITS_SHAPE = (1, 8, 8)
 DIGITS_CLASSES = 10
@@ -64,7 +66,7 @@ class Dataset:
 
     def steps(self, input_shape: tuple[int, ...]) -> int | None:
         """The time axis' length, or None for constant inputs."""
-        return self.x.shape[1] if self.x.ndim == len(input_shape) + 2 else None
+        return self.x.shape[1] if shapes.has_time_axis(self.x.shape, input_shape) else None
 
     def check_labels(self, classes: int) -> None:
         """Labels must be classes of a model with ``classes`` outputs (``0 .. classes - 1``)."""
@@ -120,8 +122,7 @@ def read_arrays(path: str | Path) -> np.ndarray | dict[str, np.ndarray]:
     The sizes the headers declare are checked against the memory budget before any data is read.
     """
     file = str(path)
-    if not Path(path).is_file():
-        raise ModelError("no such file", file=file)
+    require_file(path)
     try:
         size = declared_bytes(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
@@ -180,9 +181,9 @@ def load_npz(path: str | Path, input_shape: tuple[int, ...]) -> Dataset:
     if "x" not in arrays:
         raise ModelError(f"no array 'x' (arrays: {', '.join(arrays) or 'none'})", file=file)
     x, y = arrays["x"], arrays.get("y")
-    if x.shape[1:] != tuple(input_shape) and x.shape[2:] != tuple(input_shape):
+    if shapes.input_layout(x.shape, input_shape) is None:
         raise ModelError(f"'x' has shape {x.shape}; expected {_layouts(tuple(input_shape))}", file=file)
-    if x.shape[0] == 0 or x.ndim == len(input_shape) + 2 and x.shape[1] == 0:
+    if x.shape[0] == 0 or shapes.has_time_axis(x.shape, input_shape) and x.shape[1] == 0:
         raise ModelError(f"'x' has shape {x.shape}: no samples or no steps", file=file)
     check_values(x, "'x'", file)
     if y is not None:

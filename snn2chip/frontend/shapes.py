@@ -3,6 +3,8 @@
 Shapes never include the batch axis: a Conv2d sees ``(C, H, W)``, an Affine ``(..., N)``.
 :func:`output_shape` returns a node's output shape given the shape arriving at its input and
 raises :class:`ShapeError` (a plain message, without file or node) when the two do not fit.
+Inputs arrive as ``(samples, *shape)`` (held constant) or ``(samples, steps, *shape)``
+(:func:`input_layout`, :func:`over_steps`).
 """
 
 from __future__ import annotations
@@ -108,12 +110,19 @@ def conv_padding(node, n: int) -> tuple[int, ...]:
     return ints(padding, n, "padding", least=0)
 
 
-def window_out(size: Shape, kernel, stride, padding, dilation) -> Shape:
-    """Output extent of a sliding window (convolution or pooling), per spatial axis."""
-    out = tuple(
+def window_size(size: Shape, kernel, stride, padding, dilation) -> Shape:
+    """Output extent of a sliding window (convolution or pooling), per spatial axis, as the
+    formula gives it (below 1 when the input is too small: see :func:`window_out`)."""
+    return tuple(
         (s + 2 * p - d * (k - 1) - 1) // st + 1
         for s, k, st, p, d in zip(size, kernel, stride, padding, dilation)
     )
+
+
+def window_out(size: Shape, kernel, stride, padding, dilation) -> Shape:
+    """Output extent of a sliding window (convolution or pooling), per spatial axis; a
+    :class:`ShapeError` when the input is too small for the window."""
+    out = window_size(size, kernel, stride, padding, dilation)
     if any(o < 1 for o in out):
         raise ShapeError(f"input {fmt(size)} is too small for kernel {fmt(tuple(kernel))}: output would be {out}")
     return out
@@ -216,3 +225,32 @@ def output_shape(node: nir.NIRNode, shape: Shape | None) -> Shape:
     if type(node) in ELEMENTWISE:
         return _elementwise(node, shape)
     raise ShapeError(f"node type {type(node).__name__} is not supported")
+
+
+# --- inputs over time ---------------------------------------------------------------------
+
+HELD, TIMED = "held", "timed"
+
+
+def input_layout(x_shape: Shape, shape: Shape) -> str | None:
+    """How an input array of shape ``x_shape`` gives per-step values of shape ``shape``:
+    :data:`HELD` for ``(samples, *shape)`` (the same values at every step), :data:`TIMED` for
+    ``(samples, steps, *shape)``, None for neither."""
+    x_shape, shape = tuple(x_shape), tuple(shape)
+    if x_shape[1:] == shape:
+        return HELD
+    if len(x_shape) == len(shape) + 2 and x_shape[2:] == shape:
+        return TIMED
+    return None
+
+
+def has_time_axis(x_shape: Shape, shape: Shape) -> bool:
+    """Whether an input of shape ``x_shape`` for per-step values of shape ``shape`` has the rank
+    of ``(samples, steps, *shape)``."""
+    return len(x_shape) == len(shape) + 2
+
+
+def over_steps(x: np.ndarray, shape: Shape, steps: int) -> np.ndarray:
+    """``x`` as ``(samples, steps, *shape)``: with a time axis as it is, else (``(samples,
+    *shape)``, held constant) repeated over ``steps`` steps."""
+    return x if has_time_axis(x.shape, shape) else np.repeat(x[:, None], steps, axis=1)

@@ -19,8 +19,8 @@ from typing import Iterable
 import numpy as np
 
 from snn2chip import progress
-from snn2chip.chip import ChipNet
-from snn2chip.simulator import payloads as make_payloads
+from snn2chip.chip.ir import ChipNet, SynapseGroup
+from snn2chip.backends.simulator import payloads as make_payloads
 
 
 def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -49,63 +49,84 @@ def lava_kernel(weights: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.flip(weights, (2, 3)).transpose(0, 3, 2, 1))
 
 
-def _build(net: ChipNet, sample: dict[str, np.ndarray], steps: int, record, probe):
-    from lava.proc.conv.process import Conv
-    from lava.proc.dense.process import Dense, DelayDense
+def _population(name: str, pop, sample: dict[str, np.ndarray]):
+    """The Lava process of population ``name`` (``sample``: payloads ``(steps, *shape)`` per input)."""
     from lava.proc.graded.process import GradedVec
-    from lava.proc.io.sink import RingBuffer as Sink
     from lava.proc.io.source import RingBuffer as Source
     from lava.proc.lif.process import LIF
-    from lava.proc.monitor.process import Monitor
+
+    from snn2chip.backends.lava_neurons.subtractive import SubtractiveLIF
+
+    nd, shape = len(pop.shape), lava_shape(pop.shape)
+    if pop.kind == "input":
+        return Source(data=np.moveaxis(to_lava(sample[name], nd), 0, -1).astype(np.int32))
+    if pop.kind == "relay":
+        return GradedVec(shape=shape, vth=pop.vth)
+    bias = np.zeros(pop.shape, dtype=np.int32) if pop.bias_mant is None else pop.bias_mant
+    params = dict(shape=shape, du=pop.du, dv=pop.dv, vth=pop.vth,
+                  bias_mant=to_lava(np.asarray(bias, dtype=np.int32), nd), bias_exp=pop.bias_exp)
+    return SubtractiveLIF(vsub=pop.vsub, **params) if pop.reset == "subtract" else LIF(**params)
+
+
+def _connect_conv(g: SynapseGroup, src, dst, procs: dict) -> None:
+    """A conv group as Lava's ``Conv`` between the processes of its populations ``src`` and ``dst``."""
+    from lava.proc.conv.process import Conv
+
+    conn = Conv(weight=lava_kernel(np.asarray(g.weights, dtype=np.int32)), input_shape=lava_shape(src.shape),
+                padding=g.padding[::-1], stride=g.stride[::-1], dilation=g.dilation[::-1], groups=g.groups,
+                num_message_bits=src.payload_bits)
+    procs[g.src].s_out.connect(conn.s_in)
+    # (O, 1, 1) -> (O,): Lava's (1, 1, O) and (O,) share the flat order
+    (conn.a_out if len(dst.shape) == 3 else conn.a_out.reshape(lava_shape(dst.shape))).connect(procs[g.dst].a_in)
+
+
+def _matrix_process(g: SynapseGroup, src, dst):
+    """A dense or sparse group as Lava's ``Dense``/``DelayDense``/``Sparse``/``DelaySparse``
+    (rows and columns in Lava's flat order)."""
+    from lava.proc.dense.process import Dense, DelayDense
     from lava.proc.sparse.process import DelaySparse, Sparse
     from scipy.sparse import csr_matrix
 
-    from snn2chip.lava_neurons.subtractive import SubtractiveLIF
+    bits = src.payload_bits
+    rows, cols = nir_index(dst.shape), nir_index(src.shape)
+    if g.kind == "sparse":
+        lava_row, lava_col = np.argsort(rows)[g.rows], np.argsort(cols)[g.cols]
 
-    procs = {}
-    for name, pop in net.populations.items():
-        nd, shape = len(pop.shape), lava_shape(pop.shape)
-        if pop.kind == "input":
-            data = np.moveaxis(to_lava(sample[name], nd), 0, -1).astype(np.int32)
-            procs[name] = Source(data=data)
-        elif pop.kind == "relay":
-            procs[name] = GradedVec(shape=shape, vth=pop.vth)
-        else:
-            bias = np.zeros(pop.shape, dtype=np.int32) if pop.bias_mant is None else pop.bias_mant
-            params = dict(shape=shape, du=pop.du, dv=pop.dv, vth=pop.vth,
-                          bias_mant=to_lava(np.asarray(bias, dtype=np.int32), nd), bias_exp=pop.bias_exp)
-            procs[name] = SubtractiveLIF(vsub=pop.vsub, **params) if pop.reset == "subtract" else LIF(**params)
+        def csr(values, dtype):
+            return csr_matrix((np.asarray(values, dtype=dtype), (lava_row, lava_col)), shape=(dst.size, src.size))
+
+        common = dict(weights=csr(g.weights, np.int32), weight_exp=g.weight_exp, num_weight_bits=g.num_weight_bits,
+                      num_message_bits=bits)
+        # DelaySparse insists on Python-int (int64) delays
+        return Sparse(**common) if g.delays is None else DelaySparse(delays=csr(g.delays, int), **common)
+    if g.delays is not None:
+        return DelayDense(weights=g.weights[np.ix_(rows, cols)], delays=g.delays[np.ix_(rows, cols)],
+                          weight_exp=g.weight_exp, num_weight_bits=g.num_weight_bits, num_message_bits=bits)
+    return Dense(weights=g.weights[np.ix_(rows, cols)], weight_exp=g.weight_exp,
+                 num_weight_bits=g.num_weight_bits, num_message_bits=bits)
+
+
+def _connect(g: SynapseGroup, net: ChipNet, procs: dict) -> None:
+    """Connect the processes of group ``g``'s populations through a new Lava synapse process."""
+    src, dst = net.populations[g.src], net.populations[g.dst]
+    if g.kind == "conv":
+        _connect_conv(g, src, dst, procs)
+        return
+    conn = _matrix_process(g, src, dst)
+    out = procs[g.src].s_out
+    (out.flatten() if len(src.shape) > 1 else out).connect(conn.s_in)
+    conn.a_out.reshape(lava_shape(dst.shape)).connect(procs[g.dst].a_in)
+
+
+def _build(net: ChipNet, sample: dict[str, np.ndarray], steps: int, record, probe):
+    """The Lava processes of ``net`` for one sample, with sinks for ``record`` and monitors of
+    u and v for ``probe``: ``(processes, sinks, monitors)``."""
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.monitor.process import Monitor
+
+    procs = {name: _population(name, pop, sample) for name, pop in net.populations.items()}
     for g in net.groups:
-        src, dst = net.populations[g.src], net.populations[g.dst]
-        bits = src.payload_bits
-        if g.kind == "conv":
-            conn = Conv(weight=lava_kernel(np.asarray(g.weights, dtype=np.int32)), input_shape=lava_shape(src.shape),
-                        padding=g.padding[::-1], stride=g.stride[::-1], dilation=g.dilation[::-1], groups=g.groups,
-                        num_message_bits=bits)
-            procs[g.src].s_out.connect(conn.s_in)
-            # (O, 1, 1) -> (O,): Lava's (1, 1, O) and (O,) share the flat order
-            (conn.a_out if len(dst.shape) == 3 else conn.a_out.reshape(lava_shape(dst.shape))).connect(procs[g.dst].a_in)
-            continue
-        rows, cols = nir_index(dst.shape), nir_index(src.shape)
-        if g.kind == "sparse":
-            lava_row, lava_col = np.argsort(rows)[g.rows], np.argsort(cols)[g.cols]
-
-            def csr(values, dtype):
-                return csr_matrix((np.asarray(values, dtype=dtype), (lava_row, lava_col)), shape=(dst.size, src.size))
-
-            common = dict(weights=csr(g.weights, np.int32), weight_exp=g.weight_exp, num_weight_bits=g.num_weight_bits,
-                          num_message_bits=bits)
-            # DelaySparse insists on Python-int (int64) delays
-            conn = Sparse(**common) if g.delays is None else DelaySparse(delays=csr(g.delays, int), **common)
-        elif g.delays is not None:
-            conn = DelayDense(weights=g.weights[np.ix_(rows, cols)], delays=g.delays[np.ix_(rows, cols)],
-                              weight_exp=g.weight_exp, num_weight_bits=g.num_weight_bits, num_message_bits=bits)
-        else:
-            conn = Dense(weights=g.weights[np.ix_(rows, cols)], weight_exp=g.weight_exp,
-                         num_weight_bits=g.num_weight_bits, num_message_bits=bits)
-        out = procs[g.src].s_out
-        (out.flatten() if len(src.shape) > 1 else out).connect(conn.s_in)
-        conn.a_out.reshape(lava_shape(dst.shape)).connect(procs[g.dst].a_in)
+        _connect(g, net, procs)
     sinks = {}
     for name in record:
         sinks[name] = Sink(shape=lava_shape(net.populations[name].shape), buffer=steps)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import nir
 import numpy as np
 
-from snn2chip import neurons, shapes
-from snn2chip.graph import Graph
+from snn2chip.frontend import neurons
+from snn2chip.frontend.graph import Graph
 
 #: Node types whose elements are neurons on a chip (stateful units, and Threshold units).
 NEURON_TYPES = (*neurons.NEURONS, nir.Threshold)
@@ -56,31 +56,3 @@ def summarize(graph: Graph) -> dict:
             "neurons": sum(r["neurons"] for r in rows),
         },
     }
-
-
-def format_summary(report: dict) -> str:
-    """The inspect report as a table for the terminal."""
-    header = ("#", "node", "type", "input", "output", "params", "neurons")
-    body = [
-        (str(i), r["name"], r["type"], shapes.fmt(tuple(r["input_shape"])),
-         shapes.fmt(tuple(r["output_shape"])), f"{r['params']:,}", f"{r['neurons']:,}")
-        for i, r in enumerate(report["nodes"])
-    ]
-    widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
-    right = {0, 5, 6}
-
-    def line(row):
-        return "  ".join(cell.rjust(w) if c in right else cell.ljust(w) for c, (cell, w) in enumerate(zip(row, widths)))
-
-    dt = report["dt"]
-    lines = [f"{report['file']}  (dt: {dt if dt is not None else 'not stored; run uses 1 unless given --dt'})", "",
-             line(header), line(["-" * w for w in widths]), *map(line, body), ""]
-    joins = report["joins"]
-    lines.append(f"joins (residual merges, inputs summed): {len(joins) or 'none'}")
-    lines += [f"  {j['node']} <- {' + '.join(j['inputs'])}" for j in joins]
-    recurrent = report["recurrent_edges"]
-    lines.append(f"recurrent edges (read the previous step): {len(recurrent) or 'none'}")
-    lines += [f"  {src} -> {dst}" for src, dst in recurrent]
-    t = report["totals"]
-    lines.append(f"totals: {t['nodes']} nodes, {t['edges']} edges, {t['params']:,} parameters, {t['neurons']:,} neurons")
-    return "\n".join(lines)

@@ -19,10 +19,12 @@ import h5py
 import nir
 import numpy as np
 
-from snn2chip import memory, shapes
+from snn2chip import memory
+from snn2chip.frontend import shapes
 from snn2chip.errors import ModelError
-from snn2chip.graph import Edge, Graph, make_graph
-from snn2chip.neurons import RESETTING
+from snn2chip.files import require_file
+from snn2chip.frontend.graph import Edge, Graph, make_graph
+from snn2chip.frontend.neurons import RESETTING
 
 #: NIR node types this version of the nir package defines (and snn2chip supports).
 NIR_TYPES = tuple(
@@ -39,10 +41,8 @@ def load(path: str | Path) -> Graph:
 
     Raises :class:`ModelError` (file and node named) for anything the compiler cannot take.
     """
-    path = Path(path)
+    path = require_file(Path(path))
     file = str(path)
-    if not path.is_file():
-        raise ModelError("no such file", file=file)
     try:
         with h5py.File(path, "r") as f:
             if not isinstance(f.get("node"), h5py.Group):

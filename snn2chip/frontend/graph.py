@@ -13,7 +13,7 @@ from typing import Mapping
 import networkx as nx
 import nir
 
-from snn2chip import shapes
+from snn2chip.frontend import shapes
 from snn2chip.errors import ModelError
 
 Edge = tuple[str, str]
@@ -125,24 +125,9 @@ def _classify(nodes: Mapping[str, nir.NIRNode], edges: list[Edge], fail) -> tupl
     return order, frozenset(recurrent)
 
 
-def make_graph(
-    nodes: Mapping[str, nir.NIRNode],
-    edges: list[Edge] | tuple[Edge, ...],
-    metadata: Mapping | None = None,
-    source: str = "<memory>",
-) -> Graph:
-    """Check structure and shapes of a flat NIR graph and build its :class:`Graph`.
-
-    Raises :class:`ModelError` naming ``source`` and the offending node for: edges to missing
-    nodes, duplicate edges, edges into Input or out of Output nodes, a missing Input or Output,
-    unreachable nodes, nested NIRGraphs, and every shape mismatch (including joins whose inputs
-    differ in shape).
-    """
-
-    def fail(problem: str, node: str | None = None):
-        raise ModelError(problem, file=source, node=node)
-
-    edges = [tuple(e) for e in edges]
+def _check_structure(nodes: Mapping[str, nir.NIRNode], edges: list[Edge], fail) -> None:
+    """Edges between existing nodes, none repeated, none into an Input or out of an Output; no
+    nested NIRGraph; at least one Input and one Output node."""
     seen = set()
     for src, dst in edges:
         for end in (src, dst):
@@ -163,7 +148,11 @@ def make_graph(
     if not any(isinstance(n, nir.Output) for n in nodes.values()):
         fail("the graph has no Output node")
 
-    order, recurrent = _classify(nodes, edges, fail)
+
+def _infer_shapes(nodes: Mapping[str, nir.NIRNode], edges: list[Edge], order: list[str], recurrent: frozenset[Edge],
+                  fail) -> tuple[dict[str, shapes.Shape | None], dict[str, shapes.Shape]]:
+    """Input and output shape of every node, in ``order``; joins and recurrent edges must
+    carry the shape their destination receives."""
     in_shapes: dict[str, shapes.Shape | None] = {}
     out_shapes: dict[str, shapes.Shape] = {}
     for name in order:
@@ -185,6 +174,30 @@ def make_graph(
                 f"but the node receives {shapes.fmt(in_shapes[dst])}",
                 dst,
             )
+    return in_shapes, out_shapes
+
+
+def make_graph(
+    nodes: Mapping[str, nir.NIRNode],
+    edges: list[Edge] | tuple[Edge, ...],
+    metadata: Mapping | None = None,
+    source: str = "<memory>",
+) -> Graph:
+    """Check structure and shapes of a flat NIR graph and build its :class:`Graph`.
+
+    Raises :class:`ModelError` naming ``source`` and the offending node for: edges to missing
+    nodes, duplicate edges, edges into Input or out of Output nodes, a missing Input or Output,
+    unreachable nodes, nested NIRGraphs, and every shape mismatch (including joins whose inputs
+    differ in shape).
+    """
+
+    def fail(problem: str, node: str | None = None):
+        raise ModelError(problem, file=source, node=node)
+
+    edges = [tuple(e) for e in edges]
+    _check_structure(nodes, edges, fail)
+    order, recurrent = _classify(nodes, edges, fail)
+    in_shapes, out_shapes = _infer_shapes(nodes, edges, order, recurrent, fail)
     return Graph(
         nodes={name: nodes[name] for name in order},
         edges=tuple(edges),

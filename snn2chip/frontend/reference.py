@@ -17,9 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snn2chip import memory, neurons, progress, shapes
+from snn2chip import memory, progress
+from snn2chip.frontend import neurons, shapes
 from snn2chip.errors import ModelError
-from snn2chip.graph import Graph
+from snn2chip.frontend.graph import Graph
 
 DEFAULT_DT = 1.0
 Op = Callable[[torch.Tensor], torch.Tensor]
@@ -151,11 +152,12 @@ def _prepare_inputs(graph: Graph, inputs, steps: int | None) -> tuple[dict[str, 
             raise graph.error("input must hold real, finite numbers", node=name)
         x = torch.as_tensor(x)
         shape = graph.out_shapes[name]
-        if tuple(x.shape[1:]) == shape:
+        layout = shapes.input_layout(x.shape, shape)
+        if layout == shapes.HELD:
             if steps is None:
                 raise graph.error("constant inputs (batch, *shape) need the number of steps", node=name)
             lengths.add(steps)
-        elif x.ndim == len(shape) + 2 and tuple(x.shape[2:]) == shape:
+        elif layout == shapes.TIMED:
             lengths.add(x.shape[1])
         else:
             raise graph.error(
@@ -228,7 +230,7 @@ def _simulate(graph, inputs, steps, dt, record, dtype) -> dict[str, np.ndarray]:
             for name in graph.nodes:
                 if name in inputs:
                     x = inputs[name]
-                    x = x[:, step] if x.ndim == len(graph.out_shapes[name]) + 2 else x
+                    x = x[:, step] if shapes.has_time_axis(x.shape, graph.out_shapes[name]) else x
                 else:
                     terms = [previous[src] if rec else values[src] for src, rec in sources[name]]
                     x = terms[0]

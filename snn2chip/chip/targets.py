@@ -2,24 +2,30 @@
 
 A target file has the keys below (``targets/loihi2.toml`` documents each with its source);
 every one is required and no other is accepted, so that a typo is an error naming the key.
-Per-core resources are what the partitioner (:mod:`snn2chip.partition`) packs against:
+Per-core resources are what the partitioner (:mod:`snn2chip.chip.partition`) packs against:
 ``neurons``, ``synaptic_memory_bits`` (a dense or sparse synapse costs ``synapse_bits``; a conv
 kernel entry costs ``kernel_entry_bits`` once per core when ``shared_conv_kernels``, else every
 connection is a synapse), ``fan_in_axons`` (distinct source neurons a core receives from) and
 ``fan_out_axons`` (per neuron, the cores it sends to). The built-in targets live in the
-repository's ``targets/`` folder, beside this package.
+repository's top-level ``targets/`` folder, installed as the data package :data:`BUILTIN_PACKAGE`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
+from importlib import resources
 from pathlib import Path
-
-import tomli
 
 from snn2chip.errors import ModelError
 
-TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+#: the package holding the built-in ``*.toml`` files (pyproject.toml maps it onto ``targets/``)
+BUILTIN_PACKAGE = "snn2chip.target_files"
 
 #: (section, key) -> type of every key of a target file
 SCHEMA = {
@@ -75,8 +81,8 @@ class Target:
 def parse(text: str, path: str) -> Target:
     """A :class:`Target` from TOML ``text``; a malformed file raises :class:`ModelError` naming ``path`` and the key."""
     try:
-        data = tomli.loads(text)
-    except tomli.TOMLDecodeError as e:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ModelError(f"not valid TOML ({e})", file=path) from None
     version = data.pop("format_version", FORMAT_VERSION)
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
@@ -132,8 +138,13 @@ def load_file(path: str | Path) -> Target:
 
 
 def builtin() -> dict[str, Path]:
-    """Name -> file of the built-in targets."""
-    return {p.stem: p for p in sorted(TARGETS_DIR.glob("*.toml"))}
+    """Name -> file of the built-in targets, in name order.
+
+    pip installs a package as plain files (never zipped), so the resource folder is a real
+    directory and each value a real path (shown by ``snn2chip targets``).
+    """
+    folder = Path(str(resources.files(BUILTIN_PACKAGE)))
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
 
 
 def resolve(target: "str | Path | Target") -> Target:

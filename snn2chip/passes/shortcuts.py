@@ -25,8 +25,8 @@ import dataclasses
 import nir
 import numpy as np
 
-from snn2chip.graph import Graph, make_graph
-from snn2chip.neurons import NEURONS, spikes
+from snn2chip.frontend.graph import Graph, make_graph
+from snn2chip.frontend.neurons import NEURONS, spikes
 
 RELAY_KEY = "snn2chip_relay"
 STRATEGIES = ("expand", "relay")

@@ -16,9 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snn2chip import loihi, memory, progress
-from snn2chip.chip import ChipNet, SynapseGroup
+from snn2chip import memory, progress
+from snn2chip.chip import loihi
+from snn2chip.chip.ir import ChipNet, SynapseGroup
 from snn2chip.errors import ModelError
+from snn2chip.frontend import shapes
 
 
 def _scatter(values: np.ndarray, g: SynapseGroup, shape: tuple[int, int]) -> np.ndarray:
@@ -38,7 +40,7 @@ class _Group:
         self.out_shape = (batch, *dst.shape)
         payload = 2 ** (src.payload_bits - 1) if self.graded else 1
         if g.kind == "conv":
-            weights = np.asarray(g.weights, dtype=np.int64)
+            weights = np.array(g.weights, dtype=np.int64)  # a writable copy: IR arrays are read-only
             bound = np.abs(weights).reshape(weights.shape[0], -1).sum(1).max(initial=0) * payload
             self.dtype = torch.float32 if bound < 2**24 else torch.float64
             self.small = bound < 2**23  # the sum can neither leave int32 nor wrap at 24 bits
@@ -95,11 +97,12 @@ def payloads(net: ChipNet, inputs, steps: int | None) -> tuple[dict[str, torch.T
             raise ModelError(f"no input given for input population '{name}'")
         pop = net.populations[name]
         x = np.asarray(inputs[name], dtype=np.float64)
-        if x.shape[1:] == pop.shape:
+        layout = shapes.input_layout(x.shape, pop.shape)
+        if layout == shapes.HELD:
             if steps is None:
                 raise ModelError("constant inputs (samples, *shape) need the number of steps", node=name)
-            x = np.repeat(x[:, None], steps, axis=1)
-        elif x.shape[2:] != pop.shape:
+            x = shapes.over_steps(x, pop.shape, steps)
+        elif layout is None:
             raise ModelError(f"input has shape {x.shape}; expected (samples, [steps,] {', '.join(map(str, pop.shape))})", node=name)
         if not np.isfinite(x).all():
             raise ModelError("input holds NaN or infinite values", node=name)
@@ -177,7 +180,7 @@ def simulate(
     chunk = min(batch_size or samples, samples) or 1
     consumers = estimate_bytes(net, samples, chunk, steps_asked, record, probe)
     memory.check(sum(b for b, _ in consumers), f"simulating {samples} samples x {steps_asked} steps",
-                 file=net.metadata.get("source"), hint=f"the largest consumer is {consumers[0][1]} ({memory.fmt(consumers[0][0])}); "
+                 file=net.source or None, hint=f"the largest consumer is {consumers[0][1]} ({memory.fmt(consumers[0][0])}); "
                       "use a smaller --batch-size, fewer samples or fewer steps")
     data, steps, samples = payloads(net, inputs, steps)
     results: dict[str, np.ndarray] = {}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from snn2chip.partition import RESOURCES
-from snn2chip.plots import _pyplot
+from snn2chip.chip.partition import RESOURCES
+from snn2chip.report.plots import _pyplot
 
 PNG = "core_utilisation.png"
 

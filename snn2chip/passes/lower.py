@@ -25,8 +25,9 @@ import nir
 import numpy as np
 import torch
 
-from snn2chip import neurons, reference, shapes, shortcuts
-from snn2chip.graph import Graph, make_graph
+from snn2chip.frontend import neurons, reference, shapes
+from snn2chip.passes import shortcuts
+from snn2chip.frontend.graph import Graph, make_graph
 
 STATELESS = (nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten)
 MAX_DENSE = 2**25  # entries of a dense float matrix built by push-through (and of its unit vectors)

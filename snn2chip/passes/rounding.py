@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from snn2chip import lower
+from snn2chip.frontend import shapes
+from snn2chip.passes import lower
 
 MAX_ROWS = 2**16  # input vectors (patches) per second-moment matrix; evenly spaced beyond that
 MAX_INPUTS = 4096  # inputs one weight row reads, beyond which a map is rounded to nearest (H is inputs^2)
@@ -38,8 +39,7 @@ def second_moments(fg: lower.FloatGroup, outputs: np.ndarray, src_shape: tuple[i
         x = frames.reshape(frames.shape[0], -1)[_evenly(frames.shape[0], MAX_ROWS)]
         return [x.T @ x / x.shape[0]]
     kh, kw = fg.weights.shape[2:]
-    positions = np.prod([(size + 2 * pad - dil * (k - 1) - 1) // st + 1
-                         for size, pad, dil, k, st in zip(src_shape[1:], fg.padding, fg.dilation, (kh, kw), fg.stride)])
+    positions = np.prod(shapes.window_size(src_shape[1:], (kh, kw), fg.stride, fg.padding, fg.dilation))
     frames = frames[_evenly(frames.shape[0], max(1, MAX_ROWS // positions))]
     patches = torch.nn.functional.unfold(torch.from_numpy(np.asarray(frames, np.float64)), (kh, kw),
                                          dilation=fg.dilation, padding=fg.padding, stride=fg.stride)
