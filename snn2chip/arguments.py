@@ -121,7 +121,7 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a NIR model (float reference) or a compiled build (simulator or Lava)",
                        description="Run MODEL on the inputs in FILE and print per recorded node or population its mean "
                                    "output. A .nir file runs in the float reference executor (discrete time, forward "
-                                   "Euler at step dt, DESIGN.md section 2); a build folder (or its network.h5) runs in "
+                                   "Euler at step dt, docs/architecture.md section 2); a build folder (or its network.h5) runs in "
                                    "the bit-accurate simulator or in Lava, whose outputs are equal bit for bit.")
     p.add_argument("model", metavar="MODEL", help="NIR file, or build folder written by 'snn2chip compile'")
     p.add_argument("--input", required=True, metavar="FILE",

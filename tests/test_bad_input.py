@@ -537,3 +537,14 @@ def test_build_declaring_a_huge_dataset_is_refused_unread(capsys, ws):
     assert_refused(capsys, ws, ["run", "b", "--input", "x.npy", "--steps", "2"], 1,
                    r"snn2chip: error: b/network\.h5: reading its datasets \(largest: 'groups/.*/weights', shape "
                    r"\(1000000, 1000000\)\) needs 7\.3 TiB, more than the memory budget .*")
+
+
+def test_lava_backend_without_lava_says_how_to_get_it(capsys, ws, monkeypatch):
+    import sys
+
+    assert main(["compile", "m.nir", "-o", "b", "--steps", "2"]) == 0
+    monkeypatch.setitem(sys.modules, "lava.magma.core.run_conditions", None)  # as if Lava were not installed
+    assert_refused(capsys, ws, ["run", "b", "--backend", "lava", "--input", "x.npy", "--steps", "2"], 1,
+                   r"snn2chip: error: option --backend lava / --lava-samples: Lava is not installed: the Lava check "
+                   r"needs the 'lava' extra on Python 3\.10 \(pip install 'snn2chip\[lava\]'; this repository's \.venv "
+                   r"has it\)")

@@ -90,6 +90,8 @@ def assert_bit_exact(net, x, record, probe):
     return sim
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -106,6 +108,7 @@ def test_simulator_equals_lava_on_random_networks(seed, graded_input, delays, st
     assert sim["fc"].any() and sim["fc.u"].any()  # the network is active: the comparison is not vacuous
 
 
+@pytest.mark.lava
 def test_wraps_and_clips_happen_and_match():
     """Stress inputs drive u past 2**23 (wrap), v onto its clip limit and conv sums past 2**23."""
     net, x = random_net(seed=7, graded_input=True, delays=False, stress=True, stride=1, groups=1)
@@ -118,6 +121,7 @@ def test_wraps_and_clips_happen_and_match():
     assert np.abs(relay).max() > 2**16  # beyond int16, the type LIF declares for a_in: Lava carries int32
 
 
+@pytest.mark.lava
 def test_reset_by_subtraction_keeps_the_charge_above_threshold_in_both():
     """The subtractive LIF (custom Lava process) against the simulator, and against its definition."""
     net, x = random_net(seed=5, graded_input=True, delays=False, stress=False, stride=1, groups=1, subtract=True)
@@ -140,6 +144,7 @@ def test_layout_helpers():
     assert lava_kernel(w)[1, 0, 0, 0] == w[1, 0, 1, 2]  # flipped in both spatial axes
 
 
+@pytest.mark.lava
 def test_effective_weights_follow_lava():
     from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
 

@@ -150,6 +150,8 @@ def test_braille_fidelity_float_vs_chip(braille_build):
     assert result["output_agreement"] >= 0.8
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 @pytest.mark.parametrize("build, x", [
     ("sinabs_build", (np.random.default_rng(1).random((2, 12, 2, 34, 34)) < 0.2).astype(np.float32)),
     ("braille_build", (np.random.default_rng(1).random((2, 30, 12)) < 0.1).astype(np.float32)),
@@ -182,6 +184,7 @@ def test_unrepresentable_features_are_rejected():
         "<memory>: node 'n': per-neuron thresholds differ: Lava's LIF has one value per population")
 
 
+@pytest.mark.lava
 def test_cli_compile_and_run_on_both_backends(capsys, tmp_path):
     build = tmp_path / "build"
     assert main(["compile", str(SINABS), "-o", str(build), "--check", "random:8", "--steps", "10"]) == 0
@@ -234,7 +237,7 @@ def test_linear_readout_becomes_an_exact_relay():
 
 @pytest.mark.parametrize("connect", ["and", "iand"])
 def test_sew_and_iand_threshold_neurons_are_exact(connect):
-    """g(A, S) as Threshold(A + S > 1.5) and Threshold(S - A > 0.5) (DESIGN.md section 5): exact on chip."""
+    """g(A, S) as Threshold(A + S > 1.5) and Threshold(S - A > 0.5) (docs/architecture.md §4): exact on chip."""
     rng = np.random.default_rng(5)
     neuron = lambda: nir.IF(r=np.ones(6), v_threshold=np.ones(6))  # noqa: E731
     nodes, edges = chain(("fa", nir.Linear(weight=rng.integers(0, 60, (6, 4)) / 64)), ("a", neuron()), shape=(4,), out=(6,))
@@ -322,6 +325,7 @@ def test_sew_add_block_is_exact_with_both_strategies():
     assert relay_net.populations["a.sum0"].kind == "relay"
 
 
+@pytest.mark.lava
 def test_ms_stream_relays_keep_fan_in_constant():
     """MS-ResNet's membrane stream as identity Scale joins: expand grows fan-in with depth, relay does not."""
     rng = np.random.default_rng(8)
@@ -378,7 +382,7 @@ def test_worst_case_range_that_hides_the_threshold_is_clamped(capsys, tmp_path, 
                         "worst-case input 2540 per step; larger inputs wrap"]
 
 
-@pytest.mark.parametrize("pool", ["global", "2x2", None])
+@pytest.mark.parametrize("pool", [pytest.param("global", marks=pytest.mark.lava), "2x2", None])
 def test_pool_flatten_fc_readout_becomes_one_exact_conv(monkeypatch, pool):
     """[pool] Flatten Linear from a (C, H, W) population, too large for a dense matrix (MAX_DENSE
     lowered to 1000 here: the 48-input push-through needs 48 x 48 > 1000, the pool alone at most

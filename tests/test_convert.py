@@ -293,6 +293,8 @@ def test_non_positive_compensation_is_rejected():
         convert.convert(ZOO_ANN, np.load(ZOO_CALIB), compensation=0)
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 def test_compiled_converted_zoo_ann_simulator_equals_lava(zoo, tmp_path):
     from snn2chip.backends.lava import run_lava
 

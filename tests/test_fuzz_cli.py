@@ -18,6 +18,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -177,6 +178,8 @@ def _chdir(path: str):
         os.chdir(old)
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 @settings(max_examples=int(os.environ.get("SNN2CHIP_FUZZ_EXAMPLES", "200")), deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(cases)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from snn2chip.cli import main
 
 ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
@@ -28,6 +30,7 @@ VERIFY = {"float_accuracy", "chip_accuracy", "agreement", "lava_bit_exact", "pip
           "synops_per_sample", "energy_per_inference_j", "layers", "populations", "checks", "passed", "compile"}
 
 
+@pytest.mark.slow
 def test_build_report_keys(tmp_path, capsys):
     assert main(["compile", str(ZOO / "sew_and.nir"), "-o", str(tmp_path / "b"), "--steps", "4", "--check",
                  "random:2"]) == 0
@@ -40,6 +43,7 @@ def test_build_report_keys(tmp_path, capsys):
     assert len(out.splitlines()) <= 10 and "(per layer: -v or report.md)" in out  # short, whatever the depth
 
 
+@pytest.mark.slow
 def test_verify_json_keys(capsys):
     assert main(["verify", str(ZOO / "sew_and.nir"), "--data", "digits", "--samples", "4", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -95,6 +95,8 @@ def test_failed_agreement_check_exits_1_with_one_line(capsys):
     assert err == f"snn2chip verify: failed: agreement {100 * report['agreement']:.2f}% (minimum 95.00%)\n"
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 def test_lava_matches_the_simulator_on_one_sample(capsys):
     code, out, err = cli(capsys, "verify", ZOO / "spiking_resnet.nir", "--data", "digits", "--samples", "2",
                          "--lava-samples", "1", "--json")

@@ -439,6 +439,7 @@ def _types(report) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow
 def test_scale_generator_builds_the_482_layer_ms_resnet(tmp_path):
     stats = scale.generate("ms_resnet482", tmp_path / "ms482.nir")
     report = summarize(snn2chip.load(stats["path"]))

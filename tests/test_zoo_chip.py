@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data import test_set, train_set
+from models.data import test_set as digits_test, train_set
 from snn2chip import compiler
 from snn2chip.verify import fidelity
 from snn2chip.backends.lava import run_lava
@@ -36,11 +36,12 @@ def build(name: str, strategy: str):
     return steps, *compiler.compile_file(ZOO / f"{name}.nir", options=options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SNNS)
 @pytest.mark.parametrize("strategy", ["expand", "relay"])
 def test_zoo_accuracy_on_chip(name, strategy):
     steps, graph, net, report = build(name, strategy)
-    x, y = test_set()
+    x, y = digits_test()
     result = fidelity.fidelity(graph, net, np.asarray(x), steps, labels=np.asarray(y))
     assert result["float_accuracy"] == pytest.approx(MANIFEST[name]["executor_test_accuracy"])
     # the issue's bar (README, "Residual networks on chip"); SEW-AND meets it with no image to spare
@@ -49,6 +50,7 @@ def test_zoo_accuracy_on_chip(name, strategy):
     assert report["unaligned_joins"] == []
 
 
+@pytest.mark.slow
 def test_relays_replace_duplicated_synapses():
     """SEW ADD and MS-ResNet have sums before convolutions or a membrane stream: relays change them."""
     for name in ("sew_add", "ms_resnet"):
@@ -58,10 +60,12 @@ def test_relays_replace_duplicated_synapses():
     assert any(p.kind == "relay" for p in net.populations.values())
 
 
+@pytest.mark.lava
+@pytest.mark.slow
 @pytest.mark.parametrize("name, strategy", [(n, "expand") for n in SNNS] + [("sew_add", "relay"), ("ms_resnet", "relay")])
 def test_zoo_simulator_equals_lava(name, strategy):
     steps, _, net, _ = build(name, strategy)
-    x, _ = test_set()
+    x, _ = digits_test()
     pops = [p for p, pop in net.populations.items() if pop.kind != "input"]
     sim = simulate(net, np.asarray(x[:1]), steps + net.pipeline_depth, record=pops)
     lava = run_lava(net, np.asarray(x[:1]), steps + net.pipeline_depth, record=pops)
@@ -84,5 +88,5 @@ def test_flattened_ms_stream_compiles_like_the_stream_nodes(tmp_path):
     flat = compiler.compile_file(tmp_path / "flat.nir", options=options)
     nodes = compiler.compile_file(ZOO / "ms_resnet.nir", options=options)
     assert compiler.totals(flat[1]) == compiler.totals(nodes[1])
-    x = np.asarray(test_set()[0][:50])
+    x = np.asarray(digits_test()[0][:50])
     assert np.array_equal(fidelity.predictions(*flat[:2], x, steps)[3], fidelity.predictions(*nodes[:2], x, steps)[3])

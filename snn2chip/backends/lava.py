@@ -19,6 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from snn2chip import progress
+from snn2chip.errors import ModelError
 from snn2chip.chip.ir import ChipNet, SynapseGroup
 from snn2chip.backends.simulator import payloads as make_payloads
 
@@ -148,9 +149,15 @@ def run_lava(
     probe: Iterable[str] = (),
     show_progress: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Run ``net`` in Lava; same arguments and results as :func:`snn2chip.simulator.simulate`."""
-    from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
+    """Run ``net`` in Lava; same arguments and results as :func:`snn2chip.backends.simulator.simulate`.
+    Without Lava installed, a :class:`ModelError` says how to get it."""
+    try:
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+    except ImportError:
+        raise ModelError("Lava is not installed: the Lava check needs the 'lava' extra on Python 3.10 "
+                         "(pip install 'snn2chip[lava]'; this repository's .venv has it)",
+                         option="--backend lava / --lava-samples") from None
 
     data, steps, samples = make_payloads(net, inputs, steps)
     record = list(net.outputs) if record is None else list(record)

@@ -1,7 +1,7 @@
 """Chip IR: the compile artifact, integers only, independent of Lava.
 
 A :class:`ChipNet` is populations (groups of neurons sharing one model) connected by synapse
-groups. Every synapse hop costs one time step (DESIGN.md §2); per-synapse delays add more.
+groups. Every synapse hop costs one time step (docs/architecture.md §2); per-synapse delays add more.
 Populations keep NIR's layout (``(C, H, W)`` or ``(N,)``, flattened row-major); the Lava back
 end alone converts to Lava's WHC layout.
 

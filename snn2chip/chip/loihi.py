@@ -1,6 +1,6 @@
 """Loihi fixed-point arithmetic as Lava 0.10.0's ``fixed_pt`` CPU models compute it.
 
-The one place that states the chip's integer arithmetic (DESIGN.md §3); the simulator calls
+The one place that states the chip's integer arithmetic (docs/architecture.md §3); the simulator calls
 these functions on ``torch.int64`` tensors (batch first), and a target with other arithmetic
 would swap this module. Sources: ``lava/proc/lif/models.py`` (``AbstractPyLifModelFixed``,
 ``PyLifModelBitAcc``), ``lava/proc/dense/models.py`` and ``sparse/models.py`` (``...BitAcc``),

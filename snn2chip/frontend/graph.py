@@ -28,7 +28,7 @@ class Graph:
     - ``nodes`` is ordered topologically over the forward edges (every edge not in ``recurrent``);
     - every edge endpoint is a key of ``nodes``; there are no duplicate edges;
     - ``recurrent`` edges close cycles: their destination reads the source's value of the
-      previous time step (DESIGN.md §2);
+      previous time step (docs/architecture.md §2);
     - ``in_shapes[n]`` / ``out_shapes[n]`` are the shapes (without batch axis) at the input and
       output of node ``n``; all edges into a node carry the same shape (joins are summed);
     - every node is reachable from an Input node.

@@ -1,4 +1,4 @@
-"""Float reference executor: the meaning of a NIR graph in discrete time (DESIGN.md §2).
+"""Float reference executor: the meaning of a NIR graph in discrete time (docs/architecture.md §2).
 
 Every time step evaluates all nodes in topological order (zero latency per node); a node's
 input is the sum of its incoming edges; a recurrent edge delivers its source's value from the

@@ -1,6 +1,6 @@
 """Residual structure: find the joins of a graph and choose how each reaches the chip.
 
-A join is a node with several forward inputs (NIR sums them). Kinds (DESIGN.md §5):
+A join is a node with several forward inputs (NIR sums them). Kinds (docs/architecture.md §4):
 
 - ``spike``: every addend is a spiking population (SEW ADD, plain Spiking ResNet, converted
   ResNets): the sum is an integer count of spikes;
