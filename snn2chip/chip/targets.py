@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from snn2chip.errors import ModelError
+from snn2chip.files import require_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -123,9 +124,7 @@ def parse(text: str, path: str) -> Target:
 
 def load_file(path: str | Path) -> Target:
     """Read a target file; a missing, unreadable or malformed file raises :class:`ModelError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError("no such target file", file=str(path))
+    path = require_file(path, "target")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise ModelError(f"is {path.stat().st_size:,} bytes; a target file is a short TOML text", file=str(path))
     try:
