@@ -28,6 +28,8 @@ EXIT_INTERNAL = 3
 #: run outputs carry this entry (JSON: format, version), so that a later run may replace them
 RUN_MARK = "snn2chip"
 RUN_FORMAT = "snn2chip-run"
+#: the entries a run output holds beside the recorded names
+RESERVED = ("dt", "pipeline_depth", RUN_MARK)
 
 
 def _inspect(args) -> int:
@@ -48,6 +50,16 @@ def _is_run_output(path: Path) -> bool:
     return (files.npz_json(path, RUN_MARK) or {}).get("format") == RUN_FORMAT
 
 
+def _recorded(names: list[str], output: Path | None) -> list[str]:
+    """``names`` to record, checked (before any work) not to clash with the entries a run output
+    stores beside them."""
+    clash = sorted(set(names) & set(RESERVED)) if output is not None else []
+    if clash:
+        raise ModelError(f"recorded name '{clash[0]}' clashes with an entry snn2chip stores beside the outputs",
+                         option="--record")
+    return list(names)
+
+
 def _run(args) -> int:
     import torch
 
@@ -63,11 +75,12 @@ def _run(args) -> int:
     show = sys.stderr.isatty()
     if backend == "float":
         graph = frontend.load(args.model)
+        record = _recorded(args.record or graph.outputs, output)
         inputs = data.read_inputs(args.input, graph.inputs)
         dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
         try:
-            results = reference.run(graph, inputs, args.steps, dt=args.dt, record=args.record or graph.outputs,
-                                    dtype=dtype, batch_size=args.batch_size, show_progress=show)
+            results = reference.run(graph, inputs, args.steps, dt=args.dt, record=record, dtype=dtype,
+                                    batch_size=args.batch_size, show_progress=show)
         except ModelError as e:
             raise e.in_file(args.input) from None
         dt, dt_source = reference.resolve_dt(graph, args.dt)
@@ -75,7 +88,8 @@ def _run(args) -> int:
     else:
         net = compiler.load_build(args.model)
         inputs = data.read_inputs(args.input, list(net.inputs))
-        kwargs = dict(record=args.record or list(net.outputs), probe=args.probe or [], show_progress=show)
+        kwargs = dict(record=_recorded(args.record or list(net.outputs), output), probe=args.probe or [],
+                      show_progress=show)
         try:
             if backend == "sim":
                 results = simulator.simulate(net, inputs, args.steps, batch_size=args.batch_size, **kwargs)
@@ -91,10 +105,6 @@ def _run(args) -> int:
         print(f"{name}: {batch} samples x {steps} steps x {values[0, 0].size} values, "
               f"mean {values.mean():.4g}, sum per sample {values.sum() / batch:.4g}")
     if output is not None:
-        clash = sorted(set(results) & {*extra, RUN_MARK})
-        if clash:
-            raise ModelError(f"recorded name '{clash[0]}' clashes with an entry snn2chip stores beside the outputs",
-                             option="--record")
         mark = json.dumps({"format": RUN_FORMAT, "version": 1, "model": str(args.model), "backend": backend})
         files.write_npz(output, {**results, **extra, RUN_MARK: np.array(mark)})
         print(f"wrote {output} ({note})")

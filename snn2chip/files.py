@@ -72,11 +72,20 @@ def _check_inputs(path: Path, text: str, inputs: Iterable, folder: bool) -> None
             raise _fail(text, f"{what} the input {source}: the output would replace it; choose another output name")
 
 
-def _check_creatable(path: Path, text: str) -> None:
-    """The nearest existing ancestor of ``path`` must be a writable folder."""
+def _missing_parents(path: Path) -> list[Path]:
+    """The parent folders of ``path`` that do not exist, innermost first."""
+    missing = []
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
         parent = parent.parent
+    return missing
+
+
+def _check_creatable(path: Path, text: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable folder."""
+    missing = _missing_parents(path)
+    parent = missing[-1].parent if missing else path.parent
     if not parent.is_dir():
         raise _fail(text, f"cannot be created: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -133,11 +142,7 @@ def check_dir(out: str | Path, kind: str, inputs: Iterable = ()) -> Path:
 @contextlib.contextmanager
 def _parents_made(path: Path, text: str) -> Iterator[None]:
     """Create the missing parent folders of ``path``; remove those left empty on failure."""
-    made = []
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        made.append(parent)
-        parent = parent.parent
+    made = _missing_parents(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -420,6 +420,9 @@ CASES: dict[str, tuple[Callable[[Path], list], int, str]] = {
                                  r"snn2chip: error: option --lava-samples: asks for 3 samples; verify runs 2"),
     "unknown --system": (lambda ws: ["compile", "m.nir", "-o", "out", "--system", "moon"], 1,
                          r"snn2chip: error: option --system: target 'loihi2' has no system 'moon' .*"),
+    "--record a reserved name": (lambda ws: [*RUN, "--record", "dt", "-o", "o.npz"], 1,
+                                 r"snn2chip: error: option --record: recorded name 'dt' clashes with an entry snn2chip "
+                                 r"stores beside the outputs"),
     "--record unknown": (lambda ws: [*RUN, "--record", "nope"], 1,
                          r"snn2chip: error: option --record: cannot record node 'nope': no such node"),
     # golden files, build folders, target files, ONNX

@@ -147,6 +147,16 @@ def estimate_bytes(net: ChipNet, samples: int, chunk: int, steps: int, record: l
     return sorted(consumers, reverse=True)
 
 
+def _extent(net: ChipNet, inputs, steps: int | None) -> tuple[int, int]:
+    """Samples and steps that user ``inputs`` ask for, read off the first input's shape (checked
+    later by :func:`payloads`); steps 1 when unknown."""
+    first = np.shape(inputs if not isinstance(inputs, Mapping) else next(iter(inputs.values()), ()))
+    if not first:
+        return 0, 1
+    timed = shapes.has_time_axis(first, net.populations[net.inputs[0]].shape)
+    return first[0], first[1] if timed else (steps or 1)
+
+
 def simulate(
     net: ChipNet,
     inputs,
@@ -174,9 +184,7 @@ def simulate(
         if net.populations[name].kind != "lif":
             raise ModelError(f"cannot probe population '{name}': it is a {net.populations[name].kind}, without u and v",
                              option="--probe")
-    first = np.shape(inputs if not isinstance(inputs, Mapping) else next(iter(inputs.values()), ()))
-    samples = first[0] if first else 0
-    steps_asked = steps if steps is not None else (first[1] if len(first) > 1 else 1)
+    samples, steps_asked = _extent(net, inputs, steps)
     chunk = min(batch_size or samples, samples) or 1
     consumers = estimate_bytes(net, samples, chunk, steps_asked, record, probe)
     memory.check(sum(b for b, _ in consumers), f"simulating {samples} samples x {steps_asked} steps",
