@@ -22,6 +22,7 @@ from models.export import export  # noqa: E402
 from models.layers import fold_bn  # noqa: E402
 from models.ms_resnet import ms_resnet_small  # noqa: E402
 from snn2chip import compiler  # noqa: E402
+from snn2chip.chip.totals import totals  # noqa: E402
 from snn2chip.passes.quantize import Options  # noqa: E402
 
 
@@ -36,9 +37,9 @@ def main() -> None:
             export(model, path, metadata={"generator": "benchmarks/ms_depth.py"}, rng=np.random.default_rng(0), stream=True)
             for strategy in ("expand", "relay"):
                 _, net, _ = compiler.compile_file(path, options=Options(input_bits=6, input_scale=16, strategy=strategy))
-                t = compiler.totals(net)
-                print(f"| {blocks} | {strategy} | {t['populations']} | {t['neurons']:,} | {t['synapse_groups']} | "
-                      f"{t['synapses']:,} | {t['weight_memory_bytes']:,} | {net.pipeline_depth} |", flush=True)
+                t = totals(net)
+                print(f"| {blocks} | {strategy} | {t.populations} | {t.neurons:,} | {t.synapse_groups} | "
+                      f"{t.synapses:,} | {t.weight_memory_bytes:,} | {net.pipeline_depth} |", flush=True)
 
 
 if __name__ == "__main__":

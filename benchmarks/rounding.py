@@ -47,8 +47,8 @@ def measure(name: str, calibration, rounding: str = "compensated", bias_terms: i
     finally:
         bias.BIAS_TERMS = default_terms
     fid = fidelity.fidelity(graph, net, x, steps, labels=y)
-    spikes = np.mean([layer["spike_agreement"] for layer in fid["layers"]])
-    return (f"{100 * (fid['chip_accuracy'] - fid['float_accuracy']):+.2f} / {100 * fid['output_agreement']:.2f} % / "
+    spikes = np.mean([layer.spike_agreement for layer in fid.layers])
+    return (f"{100 * (fid.chip_accuracy - fid.float_accuracy):+.2f} / {100 * fid.output_agreement:.2f} % / "
             f"{100 * spikes:.2f} %")
 
 

@@ -44,17 +44,17 @@ def main() -> int:
     if outcome:
         print(f"  compile failed: {outcome}")
         return 1
-    part = report["partition"]
-    print(f"  {report['neurons']:,} neurons, {report['synapses']:,} stored synapses, {report['populations']:,} populations")
-    print(f"  {part['cores']:,} cores on {part['chips_used']:,} chips of system {part['system']} ({part['system_chips']:,}); "
-          f"volume bound {part['bounds']['volume']['cores']:,}, one-layer-per-core bound "
-          f"{part['bounds']['one_layer_per_core']['cores']:,}; cores/bound {part['cores_to_bound_ratio']:.3f}")
-    print(f"  traffic ({part['traffic']['weighting']}): between cores {part['traffic']['inter_core']:,.0f}, "
-          f"between chips {part['traffic']['inter_chip']:,.0f}")
-    clamps = report["range_clamps"]
+    part, t = report.partition, report.totals
+    print(f"  {t.neurons:,} neurons, {t.synapses:,} stored synapses, {t.populations:,} populations")
+    print(f"  {part.cores:,} cores on {part.chips_used:,} chips of system {part.system} ({part.system_chips:,}); "
+          f"volume bound {part.bounds['volume']['cores']:,}, one-layer-per-core bound "
+          f"{part.bounds['one_layer_per_core']['cores']:,}; cores/bound {part.cores_to_bound_ratio:.3f}")
+    print(f"  traffic ({part.traffic.weighting}): between cores {part.traffic.inter_core:,.0f}, "
+          f"between chips {part.traffic.inter_chip:,.0f}")
+    clamps = report.quantization.range_clamps
     vth = min(p.vth for p in net.populations.values() if p.kind == "lif" and p.vth > 0)
     print(f"  {len(clamps)} range-clamped populations (guaranteed fraction down to "
-          f"{min((c['guaranteed_fraction'] for c in clamps), default=1):.2g}); smallest threshold vth {vth}")
+          f"{min((c.guaranteed_fraction for c in clamps), default=1):.2g}); smallest threshold vth {vth}")
     return 0
 
 

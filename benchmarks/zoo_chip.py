@@ -16,6 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # models/ lives beside the package
 from models.data import test_set, train_set  # noqa: E402
 from snn2chip import compiler  # noqa: E402
+from snn2chip.chip.totals import totals  # noqa: E402
 from snn2chip.verify import fidelity  # noqa: E402
 from snn2chip.passes.quantize import Options  # noqa: E402
 
@@ -36,11 +37,11 @@ def main() -> None:
                               calibration=calibration)
             graph, net, _ = compiler.compile_file(ZOO / f"{name}.nir", options=options)
             fid = fidelity.fidelity(graph, net, x, steps, labels=y)
-            t = compiler.totals(net)
+            t = totals(net)
             label = strategy if align else "expand, not aligned"
-            print(f"| {name} | {label} | {100 * fid['float_accuracy']:.2f} % | {100 * fid['chip_accuracy']:.2f} % | "
-                  f"{100 * fid['output_agreement']:.2f} % | {t['neurons']:,} | {t['synapses']:,} | "
-                  f"{t['weight_memory_bytes']:,} | {net.pipeline_depth} |", flush=True)
+            print(f"| {name} | {label} | {100 * fid.float_accuracy:.2f} % | {100 * fid.chip_accuracy:.2f} % | "
+                  f"{100 * fid.output_agreement:.2f} % | {t.neurons:,} | {t.synapses:,} | "
+                  f"{t.weight_memory_bytes:,} | {net.pipeline_depth} |", flush=True)
 
 
 if __name__ == "__main__":

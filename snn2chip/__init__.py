@@ -2,8 +2,8 @@
 
 Public API of the front end and the float reference:
 
-- :func:`snn2chip.frontend.load` reads a ``.nir`` file into a :class:`snn2chip.graph.Graph`;
-- :func:`snn2chip.reference.run` executes a graph in discrete time on a batch of inputs.
+- :func:`snn2chip.frontend.load` reads a ``.nir`` file into a :class:`snn2chip.frontend.graph.Graph`;
+- :func:`snn2chip.frontend.reference.run` executes a graph in discrete time on a batch of inputs.
 """
 
 from snn2chip.errors import ModelError

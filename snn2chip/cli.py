@@ -10,6 +10,7 @@ checked before any work (:mod:`snn2chip.files`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -148,14 +149,14 @@ def _compile(args) -> int:
     if args.check:
         x = _check_inputs(args.check, net)
         try:
-            report["fidelity"] = fidelity.fidelity(graph, net, x, args.steps, dt=args.dt)
+            fid = fidelity.fidelity(graph, net, x, args.steps, dt=args.dt)
         except ModelError as e:
             raise e.in_file(args.check) from None
         # place again with the measured firing rates weighting the traffic
-        report["partition"] = compiler.partition_report(net, target, report["partition"]["system"],
-                                                        fidelity.measured_rates(report["fidelity"]))
+        placement = compiler.partition_report(net, target, report.partition.system, fid.rates())
+        report = dataclasses.replace(report.placed(placement), fidelity=fid)
     compiler.write_build(args.output, net, report, inputs=_compile_inputs(args))
-    print(text.compile_summary(report, args.model, args.output, verbose=args.verbose))
+    print(text.compile_summary(report, args.output, verbose=args.verbose))
     return 0
 
 
@@ -200,25 +201,22 @@ def _verify(args) -> int:
                             show_progress=sys.stderr.isatty())
     except ModelError as e:
         raise e.in_file(dataset.name) from None
-    report = {**result.report, "target": target.name, "strategy": compiled["strategy"],
-              "compile": {k: compiled[k] for k in ("populations", "neurons", "synapses", "weight_memory_bytes")}}
+    report = dataclasses.replace(result.report, strategy=compiled.quantization.strategy, compile=compiled.totals)
     if args.golden:
         meta = verify.golden_meta(args.model, target.name, options, result)
         if args.update_golden:
             files.write_npz(files.check_file(args.golden, inputs, ours=_is_golden), verify.golden_arrays(meta, result))
-            report["golden"] = {"file": args.golden, "status": "written",
-                                "detail": f"wrote {args.golden} ({samples} samples)"}
+            golden = verify.Golden(args.golden, "written", f"wrote {args.golden} ({samples} samples)")
         else:
             diff = verify.check_golden(args.golden, meta, result)
-            report["golden"] = {"file": args.golden, "status": "mismatch" if diff else "match",
-                                "detail": diff or f"outputs equal {args.golden}"}
-    report["checks"] = verify.checks(report, args.min_agreement)
-    report["passed"] = all(c["passed"] for c in report["checks"])
+            golden = verify.Golden(args.golden, "mismatch" if diff else "match", diff or f"outputs equal {args.golden}")
+        report = dataclasses.replace(report, golden=golden)
+    report = verify.judged(report, args.min_agreement)
     if args.output:
         verify.write_dir(args.output, report, result, inputs=inputs + [args.golden])
-    print(json.dumps(report) if args.json else text.verify_table(report))
-    if not report["passed"]:
-        failed = "; ".join(c["detail"] for c in report["checks"] if not c["passed"])
+    print(json.dumps(report.to_json()) if args.json else text.verify_table(report))
+    if not report.passed:
+        failed = "; ".join(c.detail for c in report.checks if not c.passed)
         print(f"snn2chip verify: failed: {failed}", file=sys.stderr)
         return EXIT_MODEL_ERROR
     return 0
@@ -257,7 +255,7 @@ def _targets(args) -> int:
 
 
 def _options(args):
-    """Compile :class:`~snn2chip.quantize.Options` from the parsed shared options."""
+    """Compile :class:`~snn2chip.passes.quantize.Options` from the parsed shared options."""
     from snn2chip.passes.quantize import Options
 
     from snn2chip.verify import data

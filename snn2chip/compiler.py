@@ -18,40 +18,50 @@ import nir
 import numpy as np
 
 from snn2chip import chip, frontend, memory
-from snn2chip.passes import lower
 from snn2chip.chip import partition
-from snn2chip.report import build as report_md
 from snn2chip.chip import targets as target_files
 from snn2chip.chip.ir import ChipNet
+from snn2chip.chip.partition import PartitionReport
+from snn2chip.chip.totals import Totals, totals
 from snn2chip.errors import ModelError
 from snn2chip.files import atomic_dir
 from snn2chip.frontend.graph import Graph
+from snn2chip.passes import lower
 from snn2chip.passes.quantize import Capabilities, Options, compile_graph
+from snn2chip.passes.reports import Quantization
+from snn2chip.records import Record, flat, optional
+from snn2chip.report import build as report_md
+from snn2chip.verify.reports import Fidelity
 
-def totals(net: ChipNet) -> dict:
-    """Resource totals: neurons, stored synapses (a conv kernel counts once), connections, weight memory."""
-    neurons = sum(p.size for p in net.populations.values() if p.kind != "input")
-    stored = sum(int(np.count_nonzero(g.weights)) for g in net.groups)
-    connections = 0
-    for g in net.groups:
-        if g.kind == "conv":  # per output position, the channel's non-zero kernel entries (padding ignored)
-            dst = net.populations[g.dst]
-            connections += dst.size // dst.shape[0] * int(np.count_nonzero(g.weights))
-        else:
-            connections += int(np.count_nonzero(g.weights))
-    return {
-        "populations": sum(p.kind != "input" for p in net.populations.values()),
-        "neurons": neurons,
-        "synapse_groups": len(net.groups),
-        "synapses": stored,
-        "connections": connections,
-        "weight_memory_bytes": sum(int(np.count_nonzero(g.weights)) * g.num_weight_bits // 8 for g in net.groups),
-    }
+@dataclasses.dataclass(frozen=True)
+class CompileReport(Record):
+    """``report.json`` of a build: the model and target, resource totals, what quantization
+    reports (per layer and group), the partition and, with ``--check``, the fidelity."""
+
+    model: str
+    target: str
+    dt: float
+    chip_ir_format: int
+    totals: Totals = flat()
+    inputs: tuple[str, ...]
+    outputs: dict[str, str]
+    quantization: Quantization = flat()
+    cores_to_bound_ratio: float
+    partition: PartitionReport
+    fidelity: Fidelity | None = optional()
+
+    @property
+    def pipeline_depth(self) -> int:
+        return self.quantization.pipeline_depth
+
+    def placed(self, placement: PartitionReport) -> CompileReport:
+        """This report with another partition."""
+        return dataclasses.replace(self, partition=placement, cores_to_bound_ratio=placement.cores_to_bound_ratio)
 
 
 def partition_report(net: ChipNet, target: target_files.Target, system: str | None = None,
-                     rates: dict | None = None) -> dict:
-    """Partition ``net`` on ``target`` (:mod:`snn2chip.partition`) and return its report entry."""
+                     rates: dict | None = None) -> PartitionReport:
+    """Partition ``net`` on ``target`` (:mod:`snn2chip.chip.partition`) and return its report entry."""
     return partition.partition(net, target, system, rates).summary()
 
 
@@ -81,7 +91,7 @@ def compile_file(model: str | Path, target: str | Path | target_files.Target = "
                  system: str | None = None) -> tuple[Graph, ChipNet, dict]:
     """Load, lower, quantize and partition a NIR file for ``target`` (a built-in name, a ``.toml``
     file or a Target) on its named ``system`` (None: the smallest that fits); return the graph,
-    the chip network and the report."""
+    the chip network and its report."""
     chip_target = target_files.resolve(target)
     graph = frontend.load(model)
     check_size(graph, chip_target, system)
@@ -90,40 +100,29 @@ def compile_file(model: str | Path, target: str | Path | target_files.Target = "
         if options.strategy == "auto":
             # every strategy the target carries; keep the one with less weight memory (expand on ties: fewer hops)
             candidates = [compile_graph(graph, dataclasses.replace(options, strategy=s), caps) for s in caps.strategies]
-            weight_bytes = {c[1]["strategy"]: totals(c[0])["weight_memory_bytes"] for c in candidates}
-            net, layers = min(candidates, key=lambda c: (weight_bytes[c[1]["strategy"]], c[1]["strategy"] != "expand"))
-            layers["strategy_costs"] = {k: {"weight_memory_bytes": v} for k, v in weight_bytes.items()}
+            weight_bytes = {q.strategy: totals(n).weight_memory_bytes for n, q in candidates}
+            net, quantized = min(candidates, key=lambda c: (weight_bytes[c[1].strategy], c[1].strategy != "expand"))
+            quantized = dataclasses.replace(quantized, strategy_costs={k: {"weight_memory_bytes": v}
+                                                                       for k, v in weight_bytes.items()})
         else:
-            net, layers = compile_graph(graph, options, caps)
+            net, quantized = compile_graph(graph, options, caps)
         placement = partition_report(net, chip_target, system)
     except ModelError as e:
         raise e.in_file(str(model)) from None
-    report = {
-        "model": str(model),
-        "target": chip_target.name,
-        "dt": net.dt,
-        "chip_ir_format": chip.FORMAT_VERSION,
-        **totals(net),
-        "pipeline_depth": net.pipeline_depth,
-        "inputs": list(net.inputs),
-        "outputs": dict(net.output_of),
-        **layers,
-        "cores_to_bound_ratio": placement["cores_to_bound_ratio"],
-        "partition": placement,
-    }
+    report = CompileReport(str(model), chip_target.name, net.dt, chip.FORMAT_VERSION, totals(net), tuple(net.inputs),
+                           dict(net.output_of), quantized, placement.cores_to_bound_ratio, placement)
     return graph, net, report
 
 
-def write_build(out_dir: str | Path, net: ChipNet, report: dict, inputs: Iterable = ()) -> None:
-    """Write ``network.h5``, ``report.json`` and, with a partition, ``report.md`` and
+def write_build(out_dir: str | Path, net: ChipNet, report: CompileReport, inputs: Iterable = ()) -> None:
+    """Write ``network.h5``, ``report.json``, ``report.md`` and
     ``core_utilisation.png`` into ``out_dir`` when complete; an existing ``out_dir`` is replaced
     only if it is a previous build (:func:`snn2chip.files.atomic_dir`) and holds none of ``inputs``."""
     with atomic_dir(out_dir, "build", inputs) as tmp:
         chip.save(net, tmp / "network.h5")
-        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        if "partition" in report:
-            (tmp / "report.md").write_text(report_md.markdown(report))
-            report_md.utilisation_png(report["partition"], tmp / report_md.PNG)
+        (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        (tmp / "report.md").write_text(report_md.markdown(report))
+        report_md.utilisation_png(report.partition, tmp / report_md.PNG)
 
 
 def load_build(path: str | Path) -> ChipNet:

@@ -17,6 +17,7 @@ from snn2chip.cli import main
 from snn2chip.frontend.graph import make_graph
 from snn2chip.backends.lava import run_lava
 from snn2chip.passes.quantize import Options, compile_graph
+from snn2chip.passes.reports import Delayed, RangeClamp, UnalignedJoin
 from snn2chip.backends.simulator import simulate
 from tests.conftest import BRAILLE, SINABS, chain
 
@@ -53,14 +54,14 @@ def test_exactly_representable_if_network_compiles_exactly(reset):
     graph = make_graph(nodes, edges)
     net, report = compile_graph(graph)
     assert {net.populations[p].reset for p in ("if1", "if2")} == {"zero" if reset == "value" else "subtract"}
-    assert net.pipeline_depth == 2 and report["unaligned_joins"] == []
+    assert net.pipeline_depth == 2 and report.unaligned_joins == ()
     x = (rng.random((16, 40, 5)) < 0.5).astype(np.float64)
     pairs = _aligned(net, graph, x, 40, ["if1", "if2"])
     for name, (f, c) in pairs.items():
         assert f.sum() > 20, name
         np.testing.assert_array_equal(f, c, err_msg=name)
-    for layer in report["layers"]:
-        assert layer["threshold_error"] <= 1e-6 and all(g["weight_rel_rms_error"] == 0 for g in layer["groups"])
+    for layer in report.layers:
+        assert layer.neuron.threshold_error <= 1e-6 and all(g.weight_rel_rms_error == 0 for g in layer.groups)
 
 
 def test_ms_resnet_neuron_maps_exactly():
@@ -70,7 +71,7 @@ def test_ms_resnet_neuron_maps_exactly():
     net, report = compile_graph(graph)
     pop = net.populations["sn"]
     assert (pop.du, pop.dv) == (4095, 3072)
-    assert report["layers"][0]["decay_error"] == 0
+    assert report.layers[0].neuron.decay_error == 0
 
 
 def test_pool_then_conv_composes_into_one_exact_conv():
@@ -128,26 +129,26 @@ def test_sinabs_fidelity_float_vs_chip(sinabs_build):
     graph, net, _ = sinabs_build
     x = (np.random.default_rng(0).random((32, 20, 2, 34, 34)) < 0.1).astype(np.float32)
     result = fidelity.fidelity(graph, net, x, 20)
-    for layer in result["layers"]:
-        assert layer["rate_error"] < 0.005 and layer["spike_agreement"] > 0.9, layer
-        assert layer["float_rate"] > 0.01
-    assert result["output_agreement"] >= 0.5
+    for layer in result.layers:
+        assert layer.rate_error < 0.005 and layer.spike_agreement > 0.9, layer
+        assert layer.float_rate > 0.01
+    assert result.output_agreement >= 0.5
 
 
 def test_braille_fidelity_float_vs_chip(braille_build):
     graph, net, report = braille_build
     # mixed-sign weights split into an excitatory and an inhibitory group; the bias's rounding
     # remainder (of either sign) in a fine pair
-    assert [g["name"] for g in report["layers"][1]["groups"]] == [
+    assert [g.name for g in report.layers[1].groups] == [
         "lif2<-lif1.lif+", "lif2<-lif1.lif-", "lif2<-bias", "lif2<-bias.fine+", "lif2<-bias.fine-"]
     x = (np.random.default_rng(0).random((32, 50, 12)) < 0.05).astype(np.float32)
     result = fidelity.fidelity(graph, net, x, 50, dt=1e-4)
-    lif1, lif2 = result["layers"]
+    lif1, lif2 = result.layers
     # measured (README): lif1 98.9 % spike agreement; lif2 77 %: its weights span +-6.9, so the 8-bit step is
     # 0.03 and the recurrent network amplifies it, while its firing rate stays within 0.001 of the float one
-    assert lif1["rate_error"] < 0.005 and lif1["spike_agreement"] > 0.97, lif1
-    assert lif2["rate_error"] < 0.005 and lif2["spike_agreement"] > 0.7, lif2
-    assert result["output_agreement"] >= 0.8
+    assert lif1.rate_error < 0.005 and lif1.spike_agreement > 0.97, lif1
+    assert lif2.rate_error < 0.005 and lif2.spike_agreement > 0.7, lif2
+    assert result.output_agreement >= 0.8
 
 
 @pytest.mark.lava
@@ -252,7 +253,7 @@ def test_sew_and_iand_threshold_neurons_are_exact(connect):
     graph = make_graph(nodes, edges)
     net, report = compile_graph(graph)
     g = net.populations["g"]
-    assert (g.du, g.dv) == (4095, 4095) and report["layers"][-1]["threshold_exact"]
+    assert (g.du, g.dv) == (4095, 4095) and report.layers[-1].neuron.threshold_exact
     x = (rng.random((16, 30, 4)) < 0.7).astype(np.float64)
     (f, c), = _aligned(net, graph, x, 30, ["g"]).values()
     np.testing.assert_array_equal(f, c)
@@ -278,15 +279,15 @@ def test_residual_join_is_aligned_with_a_synaptic_delay():
     graph = make_graph(nodes, edges)
     x = (rng.random((16, 25, *shape)) < 0.6).astype(np.float64)
     aligned, report = compile_graph(graph)
-    assert aligned.depth["n2"] == 3 and report["unaligned_joins"] == []
-    assert report["layers"][-1]["delayed"] == [{"source": "n0", "steps": 1, "by": "synaptic delay"}]
+    assert aligned.depth["n2"] == 3 and report.unaligned_joins == ()
+    assert report.layers[-1].delayed == (Delayed("n0", 1, "synaptic delay"),)
     (shortcut,) = [g for g in aligned.incoming("n2") if g.src == "n0"]
     assert shortcut.kind == "sparse" and set(shortcut.delays) == {1} and "n0@1" not in aligned.populations
     (f, c), = _aligned(aligned, graph, x, 25, ["n2"]).values()
     np.testing.assert_array_equal(f, c)
     assert f.mean() > 0.05
     unaligned, report = compile_graph(graph, Options(align=False))
-    assert report["unaligned_joins"] == [{"population": "n2", "path_hops": [2, 3]}]
+    assert report.unaligned_joins == (UnalignedJoin("n2", (2, 3)),)
     (f, c), = _aligned(unaligned, graph, x, 25, ["n2"]).values()
     assert (f != c).mean() > 0.01  # without alignment the block computes something else
 
@@ -347,7 +348,7 @@ def test_ms_stream_relays_keep_fan_in_constant():
     relay, report = compile_graph(graph, Options(strategy="relay", **graded))
     assert len({g.src for g in expand.incoming("last")}) == blocks + 1  # stem + every block's conv
     assert {g.src for g in relay.incoming("last")} == {f"stream{blocks}"}
-    assert [j["kind"] for j in report["joins"]] == ["stream"] * blocks
+    assert [j.kind for j in report.joins] == ["stream"] * blocks
     x = rng.integers(-100, 100, (2, 10, 8)) / 16
     lif = [p for p, pop in relay.populations.items() if pop.kind != "input"]
     sim = simulate(relay, x, record=lif)
@@ -365,14 +366,13 @@ def test_worst_case_range_that_hides_the_threshold_is_clamped(capsys, tmp_path, 
     options = Options(input_bits=8, input_scale=1)
     net, report = compile_graph(make_graph(nodes, edges), options)
     fraction = 131071 / (1 + 2540) / 64
-    layer, = report["layers"]
-    assert (layer["scale"], layer["vth"], net.populations["n"].vth) == (64, 64, 64)
-    assert (layer["range_clamped"], layer["worst_case_input"], layer["guaranteed_fraction"]) == (True, 2540.0, fraction)
-    assert report["range_clamps"] == [{"population": "n", "scale": 64.0, "worst_case_input": 2540.0,
-                                       "guaranteed_fraction": fraction}]
+    layer, = report.layers
+    assert (layer.scale, layer.neuron.vth, net.populations["n"].vth) == (64, 64, 64)
+    assert (layer.range_clamped, layer.worst_case_input, layer.guaranteed_fraction) == (True, 2540.0, fraction)
+    assert report.range_clamps == (RangeClamp("n", 64.0, 2540.0, fraction),)
     weaker, report = compile_graph(make_graph(*chain(("fc", nir.Linear(weight=np.full((1, 4), 3.0))),
                                                      ("n", nir.IF(r=np.ones(1), v_threshold=np.ones(1))), out=(1,))), options)
-    assert report["range_clamps"] == [] and "range_clamped" not in report["layers"][0]  # 1524 per step: alpha 64 anyway
+    assert report.range_clamps == () and report.layers[0].range_clamped is None  # 1524 per step: alpha 64 anyway
     assert weaker.populations["n"].vth == 64
     capsys.readouterr()
     assert main(["compile", str(tmp_nir(nodes, edges)), "-o", str(tmp_path / "b"), "--input-bits", "8",
@@ -400,7 +400,7 @@ def test_pool_flatten_fc_readout_becomes_one_exact_conv(monkeypatch, pool):
     net, report = compile_graph(graph)
     assert {(g.kind, g.weights.shape, g.stride) for g in net.incoming("n1")} == {("conv", (5, 3, 4, 4), (4 // side,) * 2)}
     assert net.populations["n1"].shape == (5,)
-    assert all(g["weight_rel_rms_error"] == 0 for g in report["layers"][0]["groups"])
+    assert all(g.weight_rel_rms_error == 0 for g in report.layers[0].groups)
     x = (rng.random((8, 30, 3, 4, 4)) < 0.5).astype(np.float64)
     (f, c), = _aligned(net, graph, x, 30, ["n1"]).values()
     assert f.sum() > 50

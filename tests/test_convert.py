@@ -220,9 +220,9 @@ def test_spiking_max_pooling_compiles_exactly(tmp_path):
     convert.write(convert.convert(export(model, x, tmp_path / "mp.onnx"), x.numpy()).graph, tmp_path / "mp.nir")
     graph, net, _ = compiler.compile_file(tmp_path / "mp.nir", "loihi2", Options(input_bits=6, input_scale=16, steps=64))
     fid = fidelity.fidelity(graph, net, x.numpy(), 64)
-    assert [layer["population"] for layer in fid["layers"]] == [f"0.MaxPool.max{j}" for j in range(4)]
-    assert all(layer["spike_agreement"] == 1.0 for layer in fid["layers"])
-    assert fid["output_agreement"] == 1.0
+    assert [layer.population for layer in fid.layers] == [f"0.MaxPool.max{j}" for j in range(4)]
+    assert all(layer.spike_agreement == 1.0 for layer in fid.layers)
+    assert fid.output_agreement == 1.0
 
 
 def _onnx_with(tmp_path: Path, op: str, name: str) -> Path:

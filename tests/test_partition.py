@@ -58,7 +58,7 @@ def test_bounds_on_a_hand_worked_example():
     assert bounds["one_layer_per_core"] == {"neurons": 4, "memory_bits": 4, "fan_in_axons": 2, "fan_out_axons": 1,
                                             "cores": 6}
     summary = part.summary()
-    assert summary["cores_to_bound_ratio"] == part.cores / 4 and summary["bounds"] == bounds
+    assert summary.cores_to_bound_ratio == part.cores / 4 and summary.bounds == bounds
     _within_limits(part)
 
 
@@ -122,16 +122,16 @@ def test_binary_only_target_rejects_graded_spikes():
 
 def test_compile_reports_partition_and_writes_markdown_and_picture(tmp_path):
     _, net, report = compiler.compile_file(SINABS, "loihi1", Options())
-    part = report["partition"]
-    assert report["target"] == "loihi1" and report["cores_to_bound_ratio"] == part["cores_to_bound_ratio"]
-    assert part["cores_to_bound_ratio"] == part["cores"] / part["bounds"]["volume"]["cores"]
+    part = report.partition
+    assert report.target == "loihi1" and report.cores_to_bound_ratio == part.cores_to_bound_ratio
+    assert part.cores_to_bound_ratio == part.cores / part.bounds["volume"]["cores"]
     for r in partition.RESOURCES:
-        assert max(part["core_usage"][r]) <= part["capacity"][r]
+        assert max(part.core_usage[r]) <= part.capacity[r]
     rates = {p: 0.1 for p in net.populations}
-    weighted = compiler.partition_report(net, targets.resolve("loihi1"), part["system"], rates)
-    assert weighted["traffic"]["weighting"] == "firing rates"
-    assert weighted["traffic"]["inter_core"] == pytest.approx(0.1 * part["traffic"]["inter_core"])
+    weighted = compiler.partition_report(net, targets.resolve("loihi1"), part.system, rates)
+    assert weighted.traffic.weighting == "firing rates"
+    assert weighted.traffic.inter_core == pytest.approx(0.1 * part.traffic.inter_core)
     compiler.write_build(tmp_path / "build", net, report)
     text = (tmp_path / "build" / "report.md").read_text()
-    assert f"**{part['cores']:,} cores**" in text and "![core utilisation](core_utilisation.png)" in text
+    assert f"**{part.cores:,} cores**" in text and "![core utilisation](core_utilisation.png)" in text
     assert (tmp_path / "build" / "core_utilisation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

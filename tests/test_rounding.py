@@ -102,15 +102,15 @@ def test_calibrated_compile_reports_the_input_error_of_each_group(how):
     graph = _dense_net(rng)
     calib = _correlated_spikes(rng, 300, 40)
     net, report = compile_graph(graph, Options(steps=1, calibration=calib, rounding=how))
-    assert report["rounding"] == how
-    groups = [g for g in report["layers"][0]["groups"] if g["source"] == "input"]
-    assert [g["name"] for g in groups] == ["lif<-input+", "lif<-input-"]
+    assert report.rounding == how
+    groups = [g for g in report.layers[0].groups if g.source == "input"]
+    assert [g.name for g in groups] == ["lif<-input+", "lif<-input-"]
     w = graph.nodes["fc"].weight
     for entry, part in zip(groups, (np.clip(w, 0, None), np.clip(w, None, 0))):
         rms = lambda m: np.sqrt(np.mean((m @ calib.T) ** 2))  # noqa: E731
-        assert entry["input_rel_rms_error"] == pytest.approx(rms(_group_weights(net, entry["name"]) - part) / rms(part))
-        assert 0 < entry["input_rel_rms_error"] < 0.01
-        assert entry["rounding"] == how
+        assert entry.input_rel_rms_error == pytest.approx(rms(_group_weights(net, entry.name) - part) / rms(part))
+        assert 0 < entry.input_rel_rms_error < 0.01
+        assert entry.rounding == how
 
 
 def test_maps_reading_too_many_inputs_are_rounded_to_nearest(monkeypatch):
@@ -121,10 +121,10 @@ def test_maps_reading_too_many_inputs_are_rounded_to_nearest(monkeypatch):
     monkeypatch.setattr(rounding, "MAX_INPUTS", 39)
     net, report = compile_graph(graph, Options(steps=1, calibration=calib))
     nearest, _ = compile_graph(graph, Options(steps=1, calibration=calib, rounding="nearest"))
-    entries = [g for g in report["layers"][0]["groups"] if g["source"] == "input"]
+    entries = [g for g in report.layers[0].groups if g.source == "input"]
     assert len(entries) == 2
     for entry in entries:
-        assert entry["rounding"] == "nearest" and "input_rel_rms_error" not in entry
+        assert entry.rounding == "nearest" and entry.input_rel_rms_error is None
     for a, b in zip(net.groups, nearest.groups):
         np.testing.assert_array_equal(a.weights, b.weights)
 
@@ -153,7 +153,7 @@ def test_bias_keeps_16_bits_in_a_coarse_and_a_fine_group():
     rng = np.random.default_rng(8)
     graph = _dense_net(rng)
     net, report = compile_graph(graph)
-    names = [g["name"] for g in report["layers"][0]["groups"] if g["source"] == "bias.always_on"]
+    names = [g.name for g in report.layers[0].groups if g.source == "bias.always_on"]
     assert names[0] == "lif<-bias" and set(names[1:]) <= {"lif<-bias.fine+", "lif<-bias.fine-"} and len(names) > 1
     alpha = net.populations["lif"].scale
     chip = sum(effective_weights(g.weights, g.num_weight_bits)[:, 0] * 2.0**g.weight_exp

@@ -183,11 +183,11 @@ def test_fanout_counts_every_synapse_of_every_group():
 
 def test_energy_model_uses_the_published_loihi_figures():
     e = energy.estimate("loihi2", synops=1000, neuron_updates=100, spikes=10, messages=20)
-    assert e["synaptic_j"] == pytest.approx(1000 * 23.6e-12)
-    assert e["neuron_j"] == pytest.approx(10 * 81e-12 + 90 * 52e-12)
-    assert e["spike_messages_j"] == pytest.approx(20 * 1.7e-12)
-    assert e["total_j"] == pytest.approx(e["synaptic_j"] + e["neuron_j"] + e["spike_messages_j"])
-    assert "Davies et al., IEEE Micro" in e["source"] and "used as an estimate" in e["note"]
+    assert e.synaptic_j == pytest.approx(1000 * 23.6e-12)
+    assert e.neuron_j == pytest.approx(10 * 81e-12 + 90 * 52e-12)
+    assert e.spike_messages_j == pytest.approx(20 * 1.7e-12)
+    assert e.total_j == pytest.approx(e.synaptic_j + e.neuron_j + e.spike_messages_j)
+    assert "Davies et al., IEEE Micro" in e.source and "used as an estimate" in e.note
 
 
 def test_time_axis_data_sets_the_steps(capsys, tmp_path):

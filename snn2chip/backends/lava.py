@@ -2,7 +2,7 @@
 ``Loihi2SimCfg(select_tag="fixed_pt")``, one sample at a time.
 
 Input populations become ``io.source.RingBuffer``s, LIF populations ``LIF`` (bit-accurate
-model) or, with reset by subtraction, :class:`~snn2chip.lava_neurons.subtractive.SubtractiveLIF`,
+model) or, with reset by subtraction, :class:`~snn2chip.backends.lava_neurons.subtractive.SubtractiveLIF`,
 relays ``GradedVec``, synapse groups ``Dense``/``DelayDense``/``Sparse``/``DelaySparse``/``Conv``.
 Outputs are recorded with ``io.sink.RingBuffer``, u and v with ``Monitor``. Results have the
 simulator's layout, so the two compare with ``==``.

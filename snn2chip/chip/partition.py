@@ -3,7 +3,7 @@
 Every population except inputs (injected by the host) is viewed as ``(C, H, W)`` (``(N,)`` as
 ``(N, 1, 1)``) and cut into **tiles**: a channel range x a block of rows x a block of columns,
 one block size per population. A tile's demand per resource (:data:`RESOURCES`, capacities from
-the :class:`~snn2chip.targets.Target`):
+the :class:`~snn2chip.chip.targets.Target`):
 
 - ``neurons``: its neurons;
 - ``memory_bits``: per incoming synapse group, dense/sparse: stored synapses x ``synapse_bits``;
@@ -47,8 +47,58 @@ from snn2chip.chip.ir import ChipNet, Population
 from snn2chip.chip.targets import Target
 from snn2chip.chip.tiling import Box, Tiling, box_size, tile_network, untiled_demands
 from snn2chip.errors import ModelError
+from snn2chip.records import Record
 
 RESOURCES = ("neurons", "memory_bits", "fan_in_axons", "fan_out_axons")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlacement(Record):
+    """One population on chip: its block ``(C, H, W)``, tiles, cores, the resource its fullest
+    tile uses most of (``binding``), its one-layer-per-core bound and its untiled demand per resource."""
+
+    population: str
+    block: tuple[int, ...]
+    tiles: int
+    cores: int
+    binding: str
+    bound: int
+    neurons: int
+    memory_bits: int
+    fan_in_axons: int
+    fan_out_axons: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Traffic(Record):
+    """Messages per step between cores, between chips and from the inputs, weighted by
+    measured ``firing rates`` or ``all neurons firing``."""
+
+    weighting: str
+    inter_core: float
+    inter_chip: float
+    from_inputs: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PartitionReport(Record):
+    """The ``partition`` entry of the compile report (see the module docstring for the bounds)."""
+
+    target: str
+    system: str
+    system_chips: int
+    chips_used: int
+    cores: int
+    tiles: int
+    cores_to_bound_ratio: float
+    cores_to_layer_bound_ratio: float
+    bounds: dict
+    traffic: Traffic
+    utilisation_mean: dict[str, float]
+    core_usage: dict[str, list[int]]
+    capacity: dict[str, int]
+    chip_of_core: tuple[int, ...]
+    layers: tuple[LayerPlacement, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,30 +154,30 @@ class Partition:
                 "one_layer_per_core": {**layer, "cores": sum(max(math.ceil(d[r] / cap[r]) for r in RESOURCES)
                                                               for d in self.demand.values())}}
 
-    def summary(self) -> dict:
-        """The report entry (JSON-ready)."""
+    def summary(self) -> PartitionReport:
+        """The report entry."""
         bounds = self.bounds()
         usage = self.core_usage()
         cap = np.array([self.target.capacity[r] for r in RESOURCES])
         inter_chip = sum(w for (a, b), w in self.traffic.items() if self.chip_of[a] != self.chip_of[b])
-        return {
-            "target": self.target.name,
-            "system": self.system,
-            "system_chips": self.target.chips(self.system),
-            "chips_used": self.chips,
-            "cores": self.cores,
-            "tiles": len(self.tiles),
-            "cores_to_bound_ratio": self.cores / bounds["volume"]["cores"],
-            "cores_to_layer_bound_ratio": self.cores / bounds["one_layer_per_core"]["cores"],
-            "bounds": bounds,
-            "traffic": {"weighting": self.weighting, "inter_core": float(sum(self.traffic.values())),
-                        "inter_chip": float(inter_chip), "from_inputs": float(self.input_traffic)},
-            "utilisation_mean": {r: float((usage[:, i] / cap[i]).mean()) for i, r in enumerate(RESOURCES)},
-            "core_usage": {r: usage[:, i].tolist() for i, r in enumerate(RESOURCES)},
-            "capacity": self.target.capacity,
-            "chip_of_core": list(self.chip_of),
-            "layers": [{"population": p, **entry} for p, entry in self.layers.items()],
-        }
+        return PartitionReport(
+            target=self.target.name,
+            system=self.system,
+            system_chips=self.target.chips(self.system),
+            chips_used=self.chips,
+            cores=self.cores,
+            tiles=len(self.tiles),
+            cores_to_bound_ratio=self.cores / bounds["volume"]["cores"],
+            cores_to_layer_bound_ratio=self.cores / bounds["one_layer_per_core"]["cores"],
+            bounds=bounds,
+            traffic=Traffic(self.weighting, float(sum(self.traffic.values())), float(inter_chip),
+                            float(self.input_traffic)),
+            utilisation_mean={r: float((usage[:, i] / cap[i]).mean()) for i, r in enumerate(RESOURCES)},
+            core_usage={r: usage[:, i].tolist() for i, r in enumerate(RESOURCES)},
+            capacity=dict(self.target.capacity),
+            chip_of_core=tuple(self.chip_of),
+            layers=tuple(self.layers.values()),
+        )
 
 
 def check_capabilities(net: ChipNet, target: Target) -> None:
@@ -193,7 +243,7 @@ def _pack(demands: list[tuple[str, Box, np.ndarray]], cap: dict) -> tuple[list[T
     return tiles, len(load)
 
 
-def _layers(tilings: dict[str, Tiling], tiles: list[Tile], demand: dict, cap: dict) -> dict[str, dict]:
+def _layers(tilings: dict[str, Tiling], tiles: list[Tile], demand: dict, cap: dict) -> dict[str, LayerPlacement]:
     """Per population: block, tiles, cores, binding resource, one-layer bound and untiled demand."""
     limits = np.array([cap[r] for r in RESOURCES])
     own: dict[str, list[Tile]] = {p: [] for p in tilings}
@@ -204,10 +254,10 @@ def _layers(tilings: dict[str, Tiling], tiles: list[Tile], demand: dict, cap: di
         binding = np.zeros(len(RESOURCES))
         for tile in own[p]:
             binding = np.maximum(binding, np.array(tile.demand, dtype=np.int64) / limits)
-        layers[p] = {"block": list(t.block), "tiles": len(t.boxes), "cores": len({tile.core for tile in own[p]}),
-                     "binding": RESOURCES[int(binding.argmax())],
-                     "bound": max(math.ceil(demand[p][r] / cap[r]) for r in RESOURCES),
-                     **{r: int(demand[p][r]) for r in RESOURCES}}
+        layers[p] = LayerPlacement(p, tuple(t.block), len(t.boxes), len({tile.core for tile in own[p]}),
+                                   RESOURCES[int(binding.argmax())],
+                                   max(math.ceil(demand[p][r] / cap[r]) for r in RESOURCES),
+                                   *(int(demand[p][r]) for r in RESOURCES))
     return layers
 
 

@@ -120,7 +120,7 @@ def is_converted(path: Path) -> bool:
 
 
 def graph_of(conversion: Conversion, source: str = "<converted>"):
-    """The converted network as a checked :class:`~snn2chip.graph.Graph` (runnable by the float reference)."""
+    """The converted network as a checked :class:`~snn2chip.frontend.graph.Graph` (runnable by the float reference)."""
     from snn2chip.frontend.graph import make_graph
 
     g = conversion.graph

@@ -2,7 +2,7 @@
 
 Every time step evaluates all nodes in topological order (zero latency per node); a node's
 input is the sum of its incoming edges; a recurrent edge delivers its source's value from the
-previous step (zero at step 0). Neuron dynamics are those of :mod:`snn2chip.neurons`.
+previous step (zero at step 0). Neuron dynamics are those of :mod:`snn2chip.frontend.neurons`.
 Tensors are batch-first: inputs ``(batch, *shape)`` (held constant) or
 ``(batch, time, *shape)``, results ``(batch, time, *shape)``.
 """
@@ -41,7 +41,7 @@ def resolve_dt(graph: Graph, dt: float | None = None) -> tuple[float, str]:
 
 
 class _Neuron:
-    """State and update of one neuron node (see :mod:`snn2chip.neurons`)."""
+    """State and update of one neuron node (see :mod:`snn2chip.frontend.neurons`)."""
 
     def __init__(self, p: neurons.NeuronParams, shape, batch: int, dtype: torch.dtype):
         def t(a):

@@ -13,6 +13,7 @@ from snn2chip.chip.ir import Population, SynapseGroup
 from snn2chip.errors import ModelError
 from snn2chip.passes import lower, weights
 from snn2chip.passes.context import Context
+from snn2chip.passes.reports import GroupReport
 from snn2chip.passes.scales import Neuron
 
 BIAS = "bias.always_on"  # the always-on neuron that feeds input biases
@@ -66,7 +67,7 @@ def always_on() -> Population:
 
 
 def groups(ctx: Context, pop: str, target: np.ndarray, alpha: float, delay: int,
-           label: str = "bias") -> tuple[list[SynapseGroup], list[dict]]:
+           label: str = "bias") -> tuple[list[SynapseGroup], list[GroupReport]]:
     """The synapse groups from the always-on neuron that give ``pop`` its input bias (chip units
     ``target``), ``delay`` steps late (a population at hop depth D gets its first data at chip
     step D: delay D - 1), a coarse group and the fine remainder; and their report entries."""
@@ -84,7 +85,7 @@ def groups(ctx: Context, pop: str, target: np.ndarray, alpha: float, delay: int,
             group = SynapseGroup(f"{pop}<-{label}{'.fine' * term}{suffix}", "dense", BIAS, pop, ints, exp,
                                  ctx.caps.weight_bits, delays=np.full(ints.shape, delay) if delay else None, source="bias")
             made.append(group)
-            entries.append(weights.group_entry(group, exp, part, recon, alpha, delay=delay))
+            entries.append(weights.group_report(group, exp, part, recon, alpha, delay=delay))
             remainder = remainder - recon
         if not np.any(remainder):
             break

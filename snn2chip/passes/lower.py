@@ -1,7 +1,7 @@
 """Lowering, float part: a NIR :class:`Graph` as populations joined by linear synapse maps.
 
 Neuron nodes, Threshold nodes (spike-element-wise AND/IAND), relays inserted by
-:mod:`snn2chip.shortcuts` and Input nodes become populations. Everything between populations is stateless
+:mod:`snn2chip.passes.shortcuts` and Input nodes become populations. Everything between populations is stateless
 and linear-plus-bias (Affine, Linear, Scale, Conv2d, SumPool2d, AvgPool2d, Flatten), so the input
 of a population is ``sum_paths map(source output) + bias``. :func:`paths` enumerates, per
 destination, every chain of stateless nodes from a source population (a join upstream of a

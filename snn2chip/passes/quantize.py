@@ -66,6 +66,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import MappingProxyType
+from typing import Mapping
 
 import nir
 import numpy as np
@@ -75,88 +77,102 @@ from snn2chip.chip.ir import ChipNet, Population, SynapseGroup
 from snn2chip.frontend.graph import Graph
 from snn2chip.passes import align, bias, context, lower, rounding, scales, shortcuts, weights
 from snn2chip.passes.context import Capabilities, Context, Options
+from snn2chip.passes.reports import (Delayed, GroupReport, LayerReport, NeuronReport, Quantization, RangeClamp,
+                                     UnalignedJoin)
 
 __all__ = ["Capabilities", "Options", "compile_graph"]
 
 
-def _population(ctx: Context, pop: str, n: scales.Neuron, alpha: float, entry: dict) -> Population:
-    """The population's integer neuron parameters (decays, threshold, leak bias); errors into ``entry``."""
+def _threshold(ctx: Context, pop: str, n: scales.Neuron, alpha: float, exact: bool) -> tuple[int, dict]:
+    """The chip threshold of ``pop`` and its report fields; ``exact``: whether v stays a multiple of 64."""
+    if n.theta is None:
+        return loihi.VTH_MAX, {}
+    vth = math.floor(alpha * n.theta)
+    if not 1 <= vth <= loihi.VTH_MAX:
+        raise ctx.graph.error(
+            f"threshold {n.theta:g} cannot be represented: the input range forces scale {alpha:g}, "
+            f"giving vth {vth} (needs 1..{loihi.VTH_MAX}); inputs per step would otherwise wrap u",
+            node=ctx.pops[pop],
+        )
+    error = 0.0 if exact or not n.theta else (alpha * n.theta - vth) / abs(alpha * n.theta)
+    return vth, dict(threshold=n.theta, threshold_exact=bool(exact), threshold_error=error)
+
+
+def _population(ctx: Context, pop: str, n: scales.Neuron, alpha: float) -> tuple[Population, NeuronReport]:
+    """The population's integer neuron parameters (decays, threshold, leak bias) and their errors."""
     node, shape = ctx.pops[pop], ctx.graph.out_shapes[ctx.pops[pop]]
     if n.relay:
-        entry.update(kind="relay", vth=0)
-        return Population(pop, "relay", shape, source=node, vth=0, payload_bits=ctx.caps.relay_bits, scale=alpha,
-                          role="relay" if shortcuts.is_relay(ctx.graph.nodes[node]) else "model")
+        role = "relay" if shortcuts.is_relay(ctx.graph.nodes[node]) else "model"
+        return (Population(pop, "relay", shape, source=node, vth=0, payload_bits=ctx.caps.relay_bits, scale=alpha,
+                           role=role), NeuronReport("relay", 0))
     chip_bias = 64 * alpha * n.leak_bias
     mant, bias_exp, recon_bias = bias.mantissa(chip_bias)
-    du = 4095
+    du, syn_error = 4095, None
     if n.syn_decay is not None:
         du = int(round(4096 * (1 - n.syn_decay))) - 1
-        entry["syn_decay_error"] = abs((4096 - du - 1) / 4096 - n.syn_decay)
+        syn_error = abs((4096 - du - 1) / 4096 - n.syn_decay)
     dv = 4095 if n.memoryless else min(int(round(4096 * (1 - n.decay))), 4095)
-    entry["decay_error"] = abs((4096 - dv) / 4096 - n.decay)
-    vth = loihi.VTH_MAX
-    if n.theta is not None:
-        vth = math.floor(alpha * n.theta)
-        # v_chip/64 is an integer n when nothing decays and biases are multiples of 64; then
-        # n > alpha*theta <=> n > floor(alpha*theta) and the threshold is exact
-        exact = du == 4095 and (dv == 0 or n.memoryless) and not np.any(np.mod(recon_bias, 64))
-        entry["threshold"] = n.theta
-        entry["threshold_exact"] = bool(exact)
-        entry["threshold_error"] = 0.0 if exact or not n.theta else (alpha * n.theta - vth) / abs(alpha * n.theta)
-        if not 1 <= vth <= loihi.VTH_MAX:
-            raise ctx.graph.error(
-                f"threshold {n.theta:g} cannot be represented: the input range forces scale {alpha:g}, "
-                f"giving vth {vth} (needs 1..{loihi.VTH_MAX}); inputs per step would otherwise wrap u",
-                node=node,
-            )
+    # v_chip/64 is an integer n when nothing decays and biases are multiples of 64; then
+    # n > alpha*theta <=> n > floor(alpha*theta) and the threshold is exact
+    exact = du == 4095 and (dv == 0 or n.memoryless) and not np.any(np.mod(recon_bias, 64))
+    vth, threshold = _threshold(ctx, pop, n, alpha, exact)
     reset = {}
     if n.subtract:
         # a spike removes theta: round(alpha*theta), which is exact for the >= encoding
         # nextafter(theta, -inf) of an integer alpha*theta, where vth is one less
         reset = dict(reset="subtract", vsub=int(round(alpha * n.theta)))
-        entry["reset_error"] = abs(reset["vsub"] - alpha * n.theta) / abs(alpha * n.theta)
-    entry.update(kind="lif", vth=vth, du=du, dv=dv, bias_exp=bias_exp,
-                 bias_rel_rms_error=weights.rel(recon_bias - chip_bias, chip_bias), **reset)
-    return Population(pop, "lif", shape, source=node, du=du, dv=dv, vth=vth, bias_mant=mant, bias_exp=bias_exp,
-                      scale=alpha, **reset)
+    report = NeuronReport("lif", vth, du=du, dv=dv, decay_error=abs((4096 - dv) / 4096 - n.decay),
+                          syn_decay_error=syn_error, bias_exp=bias_exp,
+                          bias_rel_rms_error=weights.rel(recon_bias - chip_bias, chip_bias), **threshold, **reset,
+                          reset_error=abs(reset["vsub"] - alpha * n.theta) / abs(alpha * n.theta) if reset else None)
+    return (Population(pop, "lif", shape, source=node, du=du, dv=dv, vth=vth, bias_mant=mant, bias_exp=bias_exp,
+                       scale=alpha, **reset), report)
 
 
-@dataclasses.dataclass
-class _Built:
-    """What the populations built so far fixed: the chip populations and groups (in build order),
-    hop depths, and the largest value each relay carries (float units)."""
+@dataclasses.dataclass(frozen=True)
+class _SoFar:
+    """What the populations built before this one fixed (read-only views): chip populations,
+    hop depths, the largest value each relay carries (float units) and the group names taken."""
 
-    populations: dict[str, Population] = dataclasses.field(default_factory=dict)
-    groups: list[SynapseGroup] = dataclasses.field(default_factory=list)
-    depth: dict[str, int] = dataclasses.field(default_factory=dict)
-    ranges: dict[str, float] = dataclasses.field(default_factory=dict)
-    names: set[str] = dataclasses.field(default_factory=set)
+    populations: Mapping[str, Population]
+    depth: Mapping[str, int]
+    ranges: Mapping[str, float]
+    names: frozenset[str] | set[str]
 
-    def add(self, populations=(), groups=(), depth=None) -> None:
-        for p in populations:
-            self.populations[p.name] = p
-        self.groups.extend(groups)
-        self.names.update(g.name for g in groups)
-        self.depth.update(depth or {})
+
+@dataclasses.dataclass(frozen=True)
+class _Paths:
+    """The paths into one population: the delay lines they read (populations, groups, depths),
+    their synapse groups and reports, the waits, and the bias correction (float units per step)."""
+
+    populations: tuple[Population, ...]
+    groups: tuple[SynapseGroup, ...]
+    depth: dict[str, int]
+    reports: tuple[GroupReport, ...]
+    delayed: tuple[Delayed, ...]
+    correction: np.ndarray
 
 
 def _paths(ctx: Context, pop: str, n: scales.Neuron, alpha: float, incoming: list, timing: align.Alignment,
-           built: _Built, entry: dict) -> np.ndarray:
-    """The synapse groups (and the delay lines they read) of every path into ``pop``, added to
-    ``built``, their report entries into ``entry``; returns the bias correction (float units per
-    step, zero without calibration): rounding's shift of the mean input (Nagel et al. 2019)."""
+           so_far: _SoFar) -> _Paths:
+    """The synapse groups (and the delay lines they read) of every path into ``pop``, with the
+    bias correction (zero without calibration): rounding's shift of the mean input (Nagel et al. 2019)."""
     shape = ctx.graph.out_shapes[ctx.pops[pop]]
     correction = np.zeros(shape)
+    pops, groups, depth, reports, delayed = {}, [], {}, [], []
     for (src, chain, rec, fg), wait in zip(incoming, timing.waits):
         sender = src
         if wait.lag and not wait.synaptic:
-            sender, *made = align.delay_line(built.populations[src], wait.lag, built.depth[src], set(built.populations))
-            built.add(*made)
+            sender, made, links, depths = align.delay_line(so_far.populations[src], wait.lag, so_far.depth[src],
+                                                           so_far.populations.keys() | pops.keys())
+            pops.update((p.name, p) for p in made)
+            groups += links
+            depth.update(depths)
         if wait.lag:
-            entry.setdefault("delayed", []).append({"source": src, "steps": wait.lag, "by": wait.how})
-        unit = alpha * n.gain / scales.input_scale(ctx, src, built.populations)  # chip units per float weight
+            delayed.append(Delayed(src, wait.lag, wait.how))
+        unit = alpha * n.gain / scales.input_scale(ctx, src, so_far.populations)  # chip units per float weight
         common = dict(src=sender, dst=pop, num_weight_bits=ctx.caps.weight_bits, source=",".join(chain))
-        src_shape = built.populations[src].shape if src in built.populations else shape
+        src_shape = so_far.populations[src].shape if src in so_far.populations else shape
         moments = None if ctx.calibrated is None else rounding.second_moments(fg, ctx.calibrated[src], src_shape)
         compensate = moments if ctx.options.rounding == "compensated" else None
         for suffix, part, ints, exp, recon in weights.quantize(fg.weights * unit, fg.kind == "conv",
@@ -164,52 +180,62 @@ def _paths(ctx: Context, pop: str, n: scales.Neuron, alpha: float, incoming: lis
                                                                f"{pop}<-{sender}", ctx.graph, ctx.pops[pop], compensate):
             if ctx.means is not None:
                 correction -= lower.apply_map(fg, (recon - part) / unit, ctx.means[src], src_shape).reshape(shape)
-            group = weights.synapse_group(weights.unique(f"{pop}<-{sender}{suffix}", built.names), fg, ints, exp,
-                                          common, wait.lag if wait.synaptic else 0)
-            built.add(groups=[group])
-            measured = {"rounding": "compensated" if compensate is not None else "nearest"}
-            if moments is not None:
-                measured["input_rel_rms_error"] = rounding.input_error(recon - part, part, moments)
-            entry["groups"].append(weights.group_entry(group, exp, part, recon, unit, through=list(chain), recurrent=rec,
-                                                       **measured))
-    return correction
+            name = weights.unique(f"{pop}<-{sender}{suffix}", so_far.names, {g.name for g in groups})
+            group = weights.synapse_group(name, fg, ints, exp, common, wait.lag if wait.synaptic else 0)
+            groups.append(group)
+            error = None if moments is None else rounding.input_error(recon - part, part, moments)
+            reports.append(weights.group_report(group, exp, part, recon, unit, through=tuple(chain), recurrent=rec,
+                                                rounding="compensated" if compensate is not None else "nearest",
+                                                input_rel_rms_error=error))
+    return _Paths(tuple(pops.values()), tuple(groups), depth, tuple(reports), tuple(delayed), correction)
 
 
-def _layer(ctx: Context, pop: str, built: _Built) -> tuple[dict, dict | None, dict | None]:
-    """Build population ``pop`` and everything feeding it into ``built``; return its report
-    entry, its range clamp (or None) and its unaligned join (or None)."""
+@dataclasses.dataclass(frozen=True)
+class _Layer:
+    """What one population adds to the chip network: populations (its own, delay lines, the
+    always-on bias neuron), synapse groups, hop depths, the range it carries (relays), reports."""
+
+    populations: tuple[Population, ...]
+    groups: tuple[SynapseGroup, ...]
+    depth: dict[str, int]
+    carries: float | None
+    report: LayerReport
+    clamp: RangeClamp | None
+    unaligned: UnalignedJoin | None
+
+
+def _layer(ctx: Context, pop: str, so_far: _SoFar) -> _Layer:
+    """Population ``pop`` and everything feeding it: the passes in order, for one population."""
     node = ctx.pops[pop]
-    shape = ctx.graph.out_shapes[node]
     biases = bias.population_biases(ctx, pop, scales.neuron(ctx.graph, node, ctx.dt))
     n = biases.neuron
     incoming = align.incoming_paths(ctx, pop)
-    scale = scales.population_scale(ctx, pop, n, incoming, biases.constant, built.populations, built.ranges)
+    scale = scales.population_scale(ctx, pop, n, incoming, biases.constant, so_far.populations, so_far.ranges)
     alpha = scale.alpha
-    if scale.carries is not None:
-        built.ranges[pop] = scale.carries
-    entry = {"population": pop, "nir_node": node, "neurons": int(np.prod(shape)), "scale": alpha, "groups": []}
-    clamp = None
-    if scale.guaranteed < 1:
-        clamp = {"worst_case_input": scale.worst, "guaranteed_fraction": scale.guaranteed}
-        entry.update(range_clamped=True, **clamp)
-        clamp = {"population": pop, "scale": alpha, **clamp}
-    timing = align.align(ctx, incoming, built.depth, built.populations)
-    built.depth[pop] = timing.depth
-    unaligned = {"population": pop, "path_hops": list(timing.hops)} if len(timing.hops) > 1 and not ctx.options.align \
-        else None
-    correction = _paths(ctx, pop, n, alpha, incoming, timing, built, entry)
-    forward = biases.forward
+    timing = align.align(ctx, incoming, so_far.depth, so_far.populations)
+    paths = _paths(ctx, pop, n, alpha, incoming, timing, so_far)
+    forward, correction_rms = biases.forward, None
     if ctx.means is not None:
-        correction *= n.gain
-        entry["bias_correction_rms"] = float(np.sqrt(np.mean(np.square(correction))))
+        correction = paths.correction * n.gain
+        correction_rms = float(np.sqrt(np.mean(np.square(correction))))
         forward = forward + correction
+    made, reports = [], []
     for label, values, delay in (("bias", forward, timing.depth - 1), ("bias.late", biases.late, timing.depth)):
         if np.any(values != 0):
-            made, entries = bias.groups(ctx, pop, alpha * values.reshape(-1, 1), alpha, delay, label)
-            built.add(populations=[] if bias.BIAS in built.populations else [bias.always_on()], groups=made)
-            entry["groups"] += entries
-    built.add(populations=[_population(ctx, pop, n, alpha, entry)])
-    return entry, clamp, unaligned
+            groups, entries = bias.groups(ctx, pop, alpha * values.reshape(-1, 1), alpha, delay, label)
+            made += groups
+            reports += entries
+    population, neuron = _population(ctx, pop, n, alpha)
+    always_on = [bias.always_on()] if made and bias.BIAS not in so_far.populations else []
+    clamped = scale.guaranteed < 1
+    clamp = RangeClamp(pop, alpha, scale.worst, scale.guaranteed) if clamped else None
+    report = LayerReport(pop, node, population.size, alpha, paths.reports + tuple(reports), neuron,
+                         delayed=paths.delayed or None, range_clamped=True if clamped else None,
+                         worst_case_input=scale.worst if clamped else None,
+                         guaranteed_fraction=scale.guaranteed if clamped else None, bias_correction_rms=correction_rms)
+    unaligned = UnalignedJoin(pop, timing.hops) if len(timing.hops) > 1 and not ctx.options.align else None
+    return _Layer((*paths.populations, *always_on, population), paths.groups + tuple(made),
+                  {**paths.depth, pop: timing.depth}, scale.carries, report, clamp, unaligned)
 
 
 def _outputs(ctx: Context) -> dict[str, str]:
@@ -218,41 +244,56 @@ def _outputs(ctx: Context) -> dict[str, str]:
             for name in ctx.graph.outputs}
 
 
-def compile_graph(graph: Graph, options: Options = Options(), caps: Capabilities = Capabilities()
-                  ) -> tuple[ChipNet, dict]:
-    """Lower and quantize ``graph`` for a target with capabilities ``caps``; return the chip
-    network and the per-layer report."""
-    ctx = context.make(graph, options, caps)
-    built = _Built()
-    layers, clamps, unaligned = [], [], []
+def _build(ctx: Context) -> tuple[dict[str, Population], list[SynapseGroup], dict[str, int], list[_Layer]]:
+    """Every population in data-flow order (:func:`_layer`), each seeing what the earlier ones fixed."""
+    pops: dict[str, Population] = {}
+    groups: list[SynapseGroup] = []
+    depth: dict[str, int] = {}
+    ranges: dict[str, float] = {}
+    names: set[str] = set()
+    layers = []
     for pop, node in ctx.pops.items():
         if isinstance(ctx.graph.nodes[node], nir.Input):
-            built.add(populations=[Population(pop, "input", ctx.graph.out_shapes[node], source=node,
-                                              payload_bits=options.input_bits, input_scale=options.input_scale)],
-                      depth={pop: 0})
+            pops[pop] = Population(pop, "input", ctx.graph.out_shapes[node], source=node,
+                                   payload_bits=ctx.options.input_bits, input_scale=ctx.options.input_scale)
+            depth[pop] = 0
             continue
-        entry, clamp, join = _layer(ctx, pop, built)
-        layers.append(entry)
-        clamps += [clamp] if clamp else []
-        unaligned += [join] if join else []
+        layer = _layer(ctx, pop, _SoFar(MappingProxyType(pops), MappingProxyType(depth), MappingProxyType(ranges),
+                                        names))
+        pops.update((p.name, p) for p in layer.populations)
+        groups += layer.groups
+        names.update(g.name for g in layer.groups)
+        depth.update(layer.depth)
+        if layer.carries is not None:
+            ranges[pop] = layer.carries
+        layers.append(layer)
+    return pops, groups, depth, layers
+
+
+def compile_graph(graph: Graph, options: Options = Options(), caps: Capabilities = Capabilities()
+                  ) -> tuple[ChipNet, Quantization]:
+    """Lower and quantize ``graph`` for a target with capabilities ``caps``; return the chip
+    network and what the quantization reports."""
+    ctx = context.make(graph, options, caps)
+    pops, groups, depth, layers = _build(ctx)
     outputs = _outputs(ctx)
     net = ChipNet(
-        populations=built.populations,
-        groups=tuple(built.groups),
-        inputs=tuple(p for p in built.populations if built.populations[p].kind == "input"),
+        populations=pops,
+        groups=tuple(groups),
+        inputs=tuple(p for p in pops if pops[p].kind == "input"),
         outputs=tuple(outputs.values()),
-        pipeline_depth=max((built.depth[p] for p in outputs.values()), default=0),
-        depth=built.depth, output_of=outputs, dt=ctx.dt, source=ctx.graph.source,
+        pipeline_depth=max((depth[p] for p in outputs.values()), default=0),
+        depth=depth, output_of=outputs, dt=ctx.dt, source=ctx.graph.source,
     )
-    report = {
-        "layers": layers,
-        "unaligned_joins": unaligned,
-        "range_clamps": clamps,
-        "pipeline_depth": net.pipeline_depth,
-        "strategy": options.strategy,
-        "split_signs": options.split_signs,
-        "calibration_samples": 0 if options.calibration is None else len(options.calibration),
-        "rounding": "nearest" if options.calibration is None else options.rounding,
-        "joins": [dataclasses.asdict(j) for j in shortcuts.joins(ctx.graph)],
-    }
+    report = Quantization(
+        layers=tuple(layer.report for layer in layers),
+        unaligned_joins=tuple(layer.unaligned for layer in layers if layer.unaligned),
+        range_clamps=tuple(layer.clamp for layer in layers if layer.clamp),
+        pipeline_depth=net.pipeline_depth,
+        strategy=options.strategy,
+        split_signs=options.split_signs,
+        calibration_samples=0 if options.calibration is None else len(options.calibration),
+        rounding="nearest" if options.calibration is None else options.rounding,
+        joins=tuple(shortcuts.joins(ctx.graph)),
+    )
     return net, report

@@ -12,6 +12,7 @@ from snn2chip.chip import loihi
 from snn2chip.chip.ir import SynapseGroup
 from snn2chip.frontend.graph import Graph
 from snn2chip.passes import lower, rounding
+from snn2chip.passes.reports import GroupReport
 from snn2chip.passes.scales import WEIGHT_EXP_RANGE
 
 
@@ -86,23 +87,21 @@ def rel(error: np.ndarray, reference_values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(error)))) / scale if scale else 0.0
 
 
-def unique(name: str, taken: set[str]) -> str:
-    """``name``, or ``name#k`` when several paths join the same two populations."""
+def unique(name: str, *taken: set[str] | frozenset[str]) -> str:
+    """``name``, or ``name#k`` when several paths join the same two populations (names in any of ``taken``)."""
     k = 1
     candidate = name
-    while candidate in taken:
+    while any(candidate in names for names in taken):
         candidate, k = f"{name}#{k}", k + 1
     return candidate
 
 
-def group_entry(group: SynapseGroup, exp: int, target: np.ndarray, recon: np.ndarray, unit: float, **extra) -> dict:
-    """Report entry of one synapse group; errors in float weight units (chip units / ``unit``)."""
-    return {
-        "name": group.name, "kind": group.kind, "source": group.src, **extra,
-        "synapses": int(np.count_nonzero(group.weights)), "weight_exp": exp, "sign_mode": loihi.sign_mode(group.weights),
-        "weight_rel_rms_error": rel(recon - target, target),
-        "weight_max_error": float(np.abs(recon - target).max(initial=0)) / unit,
-    }
+def group_report(group: SynapseGroup, exp: int, target: np.ndarray, recon: np.ndarray, unit: float,
+                 **extra) -> GroupReport:
+    """Report of one synapse group; errors in float weight units (chip units / ``unit``)."""
+    return GroupReport(group.name, group.kind, group.src, int(np.count_nonzero(group.weights)), exp,
+                       loihi.sign_mode(group.weights), rel(recon - target, target),
+                       float(np.abs(recon - target).max(initial=0)) / unit, **extra)
 
 
 def synapse_group(name: str, fg: lower.FloatGroup, ints: np.ndarray, exp: int, common: dict,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+
+from snn2chip.verify.reports import LayerFidelity
 
 
 def _pyplot():
@@ -16,14 +19,14 @@ def _pyplot():
     return plt
 
 
-def firing_rates(layers: list[dict], path: str | Path) -> None:
+def firing_rates(layers: Sequence[LayerFidelity], path: str | Path) -> None:
     """Per spiking layer, firing rate (spikes per neuron per step) of the float reference and the chip."""
     plt = _pyplot()
-    names = [layer["population"] for layer in layers]
+    names = [layer.population for layer in layers]
     index = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(names) + 2), 4))
-    ax.bar(index - 0.2, [layer["float_rate"] for layer in layers], 0.4, label="float reference")
-    ax.bar(index + 0.2, [layer["chip_rate"] for layer in layers], 0.4, label="chip (simulator)")
+    ax.bar(index - 0.2, [layer.float_rate for layer in layers], 0.4, label="float reference")
+    ax.bar(index + 0.2, [layer.chip_rate for layer in layers], 0.4, label="chip (simulator)")
     ax.set_xticks(index, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("spikes per neuron per step")
     ax.set_title("Firing rate per layer: float vs chip")

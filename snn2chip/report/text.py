@@ -1,11 +1,18 @@
 """Terminal renderers, all in one place: ``inspect``'s table, ``compile``'s summary, ``verify``'s
-table and ``targets``' listing. Each takes the JSON-ready report the command also writes and
-returns text; none computes anything of its own."""
+table and ``targets``' listing. Each takes the report the command also writes and returns text;
+none computes anything of its own."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from snn2chip.frontend import shapes
 from snn2chip.passes import bias
+from snn2chip.passes.reports import LayerReport, Quantization
+from snn2chip.verify.reports import Fidelity, VerifyReport
+
+if TYPE_CHECKING:  # the compiler imports the report package
+    from snn2chip.compiler import CompileReport
 
 #: warnings printed by a compile summary without ``-v``; the rest are counted
 SHORT_WARNINGS = 3
@@ -39,65 +46,68 @@ def inspect_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _layer_line(layer: dict) -> str:
-    errors = ", ".join(f"{g['name']} {g['kind']} e={g['weight_exp']} weight error {100 * g['weight_rel_rms_error']:.2f}%"
-                       + (f" (input error {100 * g['input_rel_rms_error']:.2f}%, {g['rounding']})"
-                          if "input_rel_rms_error" in g else "")
-                       for g in layer["groups"])
-    thr = f", threshold error {100 * layer['threshold_error']:.3f}%" if "threshold_error" in layer else ""
-    return f"  {layer['population']}: {layer['kind']} scale {layer['scale']:g} vth {layer['vth']}{thr}; {errors}"
+def _layer_line(layer: LayerReport) -> str:
+    errors = ", ".join(f"{g.name} {g.kind} e={g.weight_exp} weight error {100 * g.weight_rel_rms_error:.2f}%"
+                       + (f" (input error {100 * g.input_rel_rms_error:.2f}%, {g.rounding})"
+                          if g.input_rel_rms_error is not None else "")
+                       for g in layer.groups)
+    error = layer.neuron.threshold_error
+    thr = f", threshold error {100 * error:.3f}%" if error is not None else ""
+    return f"  {layer.population}: {layer.kind} scale {layer.scale:g} vth {layer.neuron.vth}{thr}; {errors}"
 
 
-def _warnings(report: dict) -> list[str]:
-    lines = [f"  warning: inputs of {join['population']} arrive after different hop counts {join['path_hops']}"
-             for join in report["unaligned_joins"]]
-    lines += [f"  warning: {clamp['population']}: scale {clamp['scale']:g} keeps the threshold resolved but guarantees "
-              f"only {100 * clamp['guaranteed_fraction']:.3g}% of the worst-case input {clamp['worst_case_input']:.4g} "
-              "per step; larger inputs wrap" for clamp in report["range_clamps"]]
+def _warnings(q: Quantization) -> list[str]:
+    lines = [f"  warning: inputs of {join.population} arrive after different hop counts {list(join.path_hops)}"
+             for join in q.unaligned_joins]
+    lines += [f"  warning: {clamp.population}: scale {clamp.scale:g} keeps the threshold resolved but guarantees "
+              f"only {100 * clamp.guaranteed_fraction:.3g}% of the worst-case input {clamp.worst_case_input:.4g} "
+              "per step; larger inputs wrap" for clamp in q.range_clamps]
     return lines
 
 
-def compile_summary(report: dict, model: str, output: str, verbose: bool = False) -> str:
+def _fidelity_lines(fid: Fidelity, verbose: bool) -> list[str]:
+    if verbose:
+        lines = [f"  check {layer.population}: firing rate float {layer.float_rate:.4f} chip "
+                 f"{layer.chip_rate:.4f}, spike agreement {100 * layer.spike_agreement:.2f}%" for layer in fid.layers]
+    elif fid.layers:
+        worst = min(fid.layers, key=lambda layer: layer.spike_agreement)
+        lines = [f"  check: {len(fid.layers)} spiking layers, lowest spike agreement "
+                 f"{100 * worst.spike_agreement:.2f}% ({worst.population}; per layer: -v)"]
+    else:
+        lines = []
+    return lines + [f"  check output agreement on {fid.samples} samples: {100 * fid.output_agreement:.1f}%"]
+
+
+def compile_summary(report: CompileReport, output: str, verbose: bool = False) -> str:
     """What ``compile`` prints: where the build went, the partition, totals, warnings and the
     ``--check`` fidelity; with ``verbose`` also one line per population with its groups'
     quantization errors (always in ``report.md`` and ``report.json``)."""
-    part = report["partition"]
+    part, t, q = report.partition, report.totals, report.quantization
     lines = [
-        f"{model} -> {output}/network.h5 ({report['target']}, shortcut strategy {report['strategy']})",
-        f"  {part['cores']:,} cores on {part['chips_used']:,} of {part['system_chips']:,} chips ({part['system']}), "
-        f"cores / bound {part['cores_to_bound_ratio']:.3f} (bound {part['bounds']['volume']['cores']:,}); "
-        f"traffic between chips {part['traffic']['inter_chip']:,.0f} of {part['traffic']['inter_core']:,.0f} between "
-        f"cores ({part['traffic']['weighting']}); {output}/report.md",
-        f"  {report['populations']} populations, {report['neurons']:,} neurons, {report['synapses']:,} synapses "
-        f"({report['connections']:,} connections), {report['weight_memory_bytes']:,} bytes of weights, "
-        f"pipeline depth {report['pipeline_depth']}",
+        f"{report.model} -> {output}/network.h5 ({report.target}, shortcut strategy {q.strategy})",
+        f"  {part.cores:,} cores on {part.chips_used:,} of {part.system_chips:,} chips ({part.system}), "
+        f"cores / bound {part.cores_to_bound_ratio:.3f} (bound {part.bounds['volume']['cores']:,}); "
+        f"traffic between chips {part.traffic.inter_chip:,.0f} of {part.traffic.inter_core:,.0f} between "
+        f"cores ({part.traffic.weighting}); {output}/report.md",
+        f"  {t.populations} populations, {t.neurons:,} neurons, {t.synapses:,} synapses "
+        f"({t.connections:,} connections), {t.weight_memory_bytes:,} bytes of weights, "
+        f"pipeline depth {report.pipeline_depth}",
     ]
-    layers = report["layers"]
     if verbose:
-        lines += [_layer_line(layer) for layer in layers]
-    elif layers:
-        synapses = [g for layer in layers for g in layer["groups"] if g["source"] != bias.BIAS]  # not the bias inputs
-        worst = max(synapses, key=lambda g: g["weight_rel_rms_error"], default=None)
-        lines.append(f"  {len(layers)} layers quantized" + (
-            f"; largest weight error {100 * worst['weight_rel_rms_error']:.2f}% ({worst['name']})" if worst else "")
+        lines += [_layer_line(layer) for layer in q.layers]
+    elif q.layers:
+        synapses = [g for layer in q.layers for g in layer.groups if g.source != bias.BIAS]  # not the bias inputs
+        worst = max(synapses, key=lambda g: g.weight_rel_rms_error, default=None)
+        lines.append(f"  {len(q.layers)} layers quantized" + (
+            f"; largest weight error {100 * worst.weight_rel_rms_error:.2f}% ({worst.name})" if worst else "")
             + " (per layer: -v or report.md)")
-    warnings = _warnings(report)
+    warnings = _warnings(q)
     shown = warnings if verbose else warnings[:SHORT_WARNINGS]
     lines += shown
     if len(shown) < len(warnings):
         lines.append(f"  ... and {len(warnings) - len(shown)} more warnings (-v or report.json)")
-    if "fidelity" in report:
-        fid = report["fidelity"]
-        if verbose:
-            lines += [f"  check {layer['population']}: firing rate float {layer['float_rate']:.4f} chip "
-                      f"{layer['chip_rate']:.4f}, spike agreement {100 * layer['spike_agreement']:.2f}%"
-                      for layer in fid["layers"]]
-        elif fid["layers"]:
-            worst = min(fid["layers"], key=lambda layer: layer["spike_agreement"])
-            lines.append(f"  check: {len(fid['layers'])} spiking layers, lowest spike agreement "
-                         f"{100 * worst['spike_agreement']:.2f}% ({worst['population']}; per layer: -v)")
-        if "output_agreement" in fid:
-            lines.append(f"  check output agreement on {fid['samples']} samples: {100 * fid['output_agreement']:.1f}%")
+    if report.fidelity is not None:
+        lines += _fidelity_lines(report.fidelity, verbose)
     return "\n".join(lines)
 
 
@@ -105,44 +115,43 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
 
-def verify_table(r: dict) -> str:
+def verify_table(r: VerifyReport) -> str:
     """``verify``'s readable terminal table."""
     lines = [
-        f"{r['model']}: {r['data']}, {r['samples']} samples x {r['steps']} steps",
-        f"  used: steps {r['steps']} ({r['steps_source']}), input-bits {r['input_bits']}, "
-        f"input-scale {r['input_scale']:g} ({r['input_source']})",
+        f"{r.model}: {r.data}, {r.samples} samples x {r.steps} steps",
+        f"  used: steps {r.steps} ({r.steps_source}), input-bits {r.input_bits}, "
+        f"input-scale {r.input_scale:g} ({r.input_source})",
     ]
-    if "compile" in r:
-        c = r["compile"]
-        lines.append(f"  compiled for {r['target']} (shortcut strategy {r['strategy']}): {c['populations']} populations, "
-                     f"{c['neurons']:,} neurons, {c['synapses']:,} synapses, {c['weight_memory_bytes']:,} bytes of weights")
+    if r.compile is not None:
+        c = r.compile
+        lines.append(f"  compiled for {r.target} (shortcut strategy {r.strategy}): {c.populations} populations, "
+                     f"{c.neurons:,} neurons, {c.synapses:,} synapses, {c.weight_memory_bytes:,} bytes of weights")
     lines += [
         "",
         f"  {'':24}{'float':>10}{'chip':>10}",
-        f"  {'accuracy':24}{_pct(r['float_accuracy']):>10}{_pct(r['chip_accuracy']):>10}",
-        f"  {'prediction agreement':24}{'':>10}{_pct(r['agreement']):>10}",
+        f"  {'accuracy':24}{_pct(r.float_accuracy):>10}{_pct(r.chip_accuracy):>10}",
+        f"  {'prediction agreement':24}{'':>10}{_pct(r.agreement):>10}",
         "",
         f"  {'layer':28}{'neurons':>8}{'rate float':>12}{'rate chip':>11}{'error':>9}{'spike agr.':>12}",
     ]
-    sizes = {p["population"]: p["neurons"] for p in r["populations"]}
-    for layer in r["layers"]:
-        lines.append(f"  {layer['population']:28}{sizes[layer['population']]:>8,}{layer['float_rate']:>12.4f}"
-                     f"{layer['chip_rate']:>11.4f}{layer['rate_error']:>9.4f}{_pct(layer['spike_agreement']):>12}")
-    e = r["energy"]
+    sizes = {p.population: p.neurons for p in r.populations}
+    for layer in r.layers:
+        lines.append(f"  {layer.population:28}{sizes[layer.population]:>8,}{layer.float_rate:>12.4f}"
+                     f"{layer.chip_rate:>11.4f}{layer.rate_error:>9.4f}{_pct(layer.spike_agreement):>12}")
+    e = r.energy
     lines += [
         "",
-        f"  chip activity per sample: {r['spikes_per_neuron']:.3f} spikes per neuron ({r['spikes_per_sample']:,.0f} spikes, "
-        f"{r['neurons']:,} neurons), {r['synops_per_sample']:,.0f} synaptic ops, {r['neuron_updates_per_sample']:,} neuron updates",
-        f"  energy per inference (estimate): {1e6 * e['total_j']:.3f} uJ = synaptic {1e6 * e['synaptic_j']:.3f} "
-        f"+ neurons {1e6 * e['neuron_j']:.3f} + spike messages {1e6 * e['spike_messages_j']:.3f} uJ",
-        f"    figures: {e['source']}; {e['note']}",
-        f"  latency: {r['latency_steps']} chip steps ({r['steps']} input steps + pipeline depth {r['pipeline_depth']})",
+        f"  chip activity per sample: {r.spikes_per_neuron:.3f} spikes per neuron ({r.spikes_per_sample:,.0f} spikes, "
+        f"{r.neurons:,} neurons), {r.synops_per_sample:,.0f} synaptic ops, {r.neuron_updates_per_sample:,} neuron updates",
+        f"  energy per inference (estimate): {1e6 * e.total_j:.3f} uJ = synaptic {1e6 * e.synaptic_j:.3f} "
+        f"+ neurons {1e6 * e.neuron_j:.3f} + spike messages {1e6 * e.spike_messages_j:.3f} uJ",
+        f"    figures: {e.source}; {e.note}",
+        f"  latency: {r.latency_steps} chip steps ({r.steps} input steps + pipeline depth {r.pipeline_depth})",
     ]
-    for c in r["checks"]:
-        lines.append(f"  {'PASS' if c['passed'] else 'FAIL'} {c['check']}: {c['detail']}")
-    if r.get("golden", {}).get("status") == "written":
-        lines.append(f"  golden: {r['golden']['detail']}")
-    lines.append(f"  verify {'passed' if r['passed'] else 'FAILED'}")
+    lines += [f"  {'PASS' if c.passed else 'FAIL'} {c.check}: {c.detail}" for c in r.checks]
+    if r.golden is not None and r.golden.status == "written":
+        lines.append(f"  golden: {r.golden.detail}")
+    lines.append(f"  verify {'passed' if r.passed else 'FAILED'}")
     return "\n".join(lines)
 
 

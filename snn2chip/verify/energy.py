@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from snn2chip.records import Record
+
 PJ = 1e-12
 
 
@@ -50,25 +52,35 @@ LOIHI1 = Figures(
 FIGURES = {"loihi1": (LOIHI1, True), "loihi2": (LOIHI1, False)}
 
 
-def estimate(target: str, synops: float, neuron_updates: float, spikes: float, messages: float) -> dict:
-    """Energy (J) of one inference from per-inference counts: synaptic ops, neuron updates,
-    spikes (active updates, a subset of the updates) and spike messages (spike x outgoing group)."""
+@dataclasses.dataclass(frozen=True)
+class Energy(Record):
+    """Energy (J) of one inference by part, the figures used and their source."""
+
+    synaptic_j: float
+    neuron_j: float
+    spike_messages_j: float
+    total_j: float
+    figures: str
+    source: str
+    per_operation_j: dict[str, float]
+    target_figures_published: bool
+    note: str
+
+
+def estimate(target: str, synops: float, neuron_updates: float, spikes: float, messages: float) -> Energy:
+    """Energy of one inference from per-inference counts: synaptic ops, neuron updates, spikes
+    (active updates, a subset of the updates) and spike messages (spike x outgoing group)."""
     figures, own = FIGURES.get(target, (LOIHI1, False))
-    parts = {
-        "synaptic_j": synops * figures.synaptic_op,
-        "neuron_j": spikes * figures.neuron_update_active + (neuron_updates - spikes) * figures.neuron_update_inactive,
-        "spike_messages_j": messages * figures.spike_message,
-    }
+    synaptic = synops * figures.synaptic_op
+    neuron = spikes * figures.neuron_update_active + (neuron_updates - spikes) * figures.neuron_update_inactive
+    messages_j = messages * figures.spike_message
     note = ("dynamic energy lower bound: no tile hops, no static power"
             + ("" if own else f"; {target} per-operation energies are not published: {figures.name} figures used as an estimate"))
-    return {
-        **parts,
-        "total_j": sum(parts.values()),
-        "figures": figures.name,
-        "source": figures.source,
-        "per_operation_j": {"synaptic_op": figures.synaptic_op, "neuron_update_active": figures.neuron_update_active,
-                            "neuron_update_inactive": figures.neuron_update_inactive,
-                            "spike_message": figures.spike_message},
-        "target_figures_published": own,
-        "note": note,
-    }
+    return Energy(
+        synaptic_j=synaptic, neuron_j=neuron, spike_messages_j=messages_j, total_j=synaptic + neuron + messages_j,
+        figures=figures.name, source=figures.source,
+        per_operation_j={"synaptic_op": figures.synaptic_op, "neuron_update_active": figures.neuron_update_active,
+                         "neuron_update_inactive": figures.neuron_update_inactive,
+                         "spike_message": figures.spike_message},
+        target_figures_published=own, note=note,
+    )

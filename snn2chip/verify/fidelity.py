@@ -14,6 +14,7 @@ from snn2chip.backends import simulator
 from snn2chip.chip.ir import ChipNet
 from snn2chip.frontend import neurons, reference, shapes
 from snn2chip.frontend.graph import Graph
+from snn2chip.verify.reports import Fidelity, LayerFidelity
 
 
 def chip_inputs(net: ChipNet, x: np.ndarray, steps: int) -> np.ndarray:
@@ -78,7 +79,7 @@ def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float
 
 
 def fidelity(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None,
-             labels: np.ndarray | None = None, chips: dict[str, np.ndarray] | None = None) -> dict:
+             labels: np.ndarray | None = None, chips: dict[str, np.ndarray] | None = None) -> Fidelity:
     """Float reference vs compiled simulator on inputs ``x``, aligned by each population's depth.
 
     Per spiking population: firing rates (spikes per neuron per step), their difference and the
@@ -86,21 +87,13 @@ def fidelity(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | 
     accuracies of both when ``labels`` are given. ``chips``: as for :func:`predictions`.
     """
     float_spikes, chip_spikes, float_pred, chip_pred = predictions(graph, net, x, steps, dt, chips)
-    layers = [{
-        "population": p,
-        "float_rate": float(float_spikes[p].mean()),
-        "chip_rate": float(chip_spikes[p].mean()),
-        "rate_error": float(abs(chip_spikes[p].mean() - float_spikes[p].mean())),
-        "spike_agreement": float((float_spikes[p] == chip_spikes[p]).mean()),
-    } for p in float_spikes]
-    result = {"samples": int(x.shape[0]), "steps": steps, "layers": layers,
-              "output_agreement": float((float_pred == chip_pred).mean())}
-    if labels is not None:
-        result["float_accuracy"] = float((float_pred == labels).mean())
-        result["chip_accuracy"] = float((chip_pred == labels).mean())
-    return result
-
-
-def measured_rates(fidelity_report: dict) -> dict[str, float]:
-    """Chip firing rates (spikes per neuron per step) per population from a :func:`fidelity` report."""
-    return {layer["population"]: layer["chip_rate"] for layer in fidelity_report["layers"]}
+    layers = tuple(LayerFidelity(
+        population=p,
+        float_rate=float(float_spikes[p].mean()),
+        chip_rate=float(chip_spikes[p].mean()),
+        rate_error=float(abs(chip_spikes[p].mean() - float_spikes[p].mean())),
+        spike_agreement=float((float_spikes[p] == chip_spikes[p]).mean()),
+    ) for p in float_spikes)
+    accuracy = {} if labels is None else {"float_accuracy": float((float_pred == labels).mean()),
+                                          "chip_accuracy": float((chip_pred == labels).mean())}
+    return Fidelity(int(x.shape[0]), steps, layers, float((float_pred == chip_pred).mean()), **accuracy)

@@ -42,8 +42,8 @@ def golden_meta(model: str, target: str, options, result: Result) -> dict:
         "options": {k: _digest_array(v) if isinstance(v, np.ndarray) else v for k, v in dataclasses.asdict(options).items()},
         "chip_ir_format": chip.FORMAT_VERSION,
         "snn2chip": snn2chip.__version__,
-        "data": result.report["data"],
-        "samples": result.report["samples"],
+        "data": result.report.data,
+        "samples": result.report.samples,
         "inputs_sha256": hashlib.sha256("".join(result.inputs_sha256).encode()).hexdigest(),
     }
 
@@ -118,8 +118,8 @@ def check_golden(path: str | Path, meta: dict, result: Result) -> str | None:
     old, arrays = read_golden(path)
     count = old["samples"]
     hint = f"to accept the new outputs, rerun with --update-golden (rewrites {file})"
-    if result.report["samples"] < count:
-        return f"golden file {file} holds {count} samples; this run has {result.report['samples']}: pass --samples {count}"
+    if result.report.samples < count:
+        return f"golden file {file} holds {count} samples; this run has {result.report.samples}: pass --samples {count}"
     if hashlib.sha256("".join(result.inputs_sha256[:count]).encode()).hexdigest() != old["inputs_sha256"]:
         return (f"golden mismatch ({file}): the first {count} inputs differ from those it was written with "
                 f"(data '{old['data']}'); {hint}")

@@ -1,14 +1,14 @@
 """``snn2chip verify``: a compiled network against its float reference, Lava and a golden file.
 
 On the same inputs: the float reference and the bit-accurate simulator (accuracies, prediction
-agreement, per-layer firing rates, via :func:`snn2chip.fidelity.fidelity`); the simulator's
+agreement, per-layer firing rates, via :func:`snn2chip.verify.fidelity.fidelity`); the simulator's
 chip activity (spikes, synaptic operations, neuron updates, an energy estimate from
-:mod:`snn2chip.energy`, latency in steps); Lava on the first samples, which must equal the
+:mod:`snn2chip.verify.energy`, latency in steps); Lava on the first samples, which must equal the
 simulator bit for bit (every population, every step); and optionally a golden file of the
 simulator's outputs, for users' regression tests.
 
 Time on chip: the input is held for ``steps`` steps and followed by ``D`` (pipeline depth) zero
-steps, so one inference lasts ``steps + D`` chip steps (:func:`snn2chip.fidelity.chip_inputs`).
+steps, so one inference lasts ``steps + D`` chip steps (:func:`snn2chip.verify.fidelity.chip_inputs`).
 
 Golden files (``.npz``): ``meta`` (JSON: format, model file and its SHA-256, target, compile
 options, chip IR format, snn2chip version, inputs' SHA-256, samples, steps), ``out:NAME`` per
@@ -32,6 +32,7 @@ from snn2chip.verify import energy, fidelity
 from snn2chip.backends import simulator
 from snn2chip.chip.ir import ChipNet, SynapseGroup
 from snn2chip.verify.data import Dataset
+from snn2chip.verify.reports import Check, Fidelity, LavaCheck, Latency, PopulationActivity, VerifyReport
 from snn2chip.errors import ModelError
 from snn2chip.files import atomic_dir
 from snn2chip.frontend.graph import Graph
@@ -91,10 +92,10 @@ def fanout(net: ChipNet, g: SynapseGroup) -> np.ndarray:
 
 @dataclasses.dataclass
 class Result:
-    """A verify run: ``report`` (JSON-ready), the simulator's ``outputs`` for golden files,
+    """A verify run: its ``report``, the simulator's ``outputs`` for golden files,
     chip ``predictions``, and ``raster`` (sample 0's chip spikes per layer) for plots."""
 
-    report: dict
+    report: VerifyReport
     outputs: dict[str, np.ndarray]
     predictions: np.ndarray
     raster: dict[str, np.ndarray]
@@ -124,7 +125,7 @@ def _activity(net: ChipNet, x: np.ndarray, steps: int, keep: int, everywhere: li
     return {"spikes": spikes, "synops": synops, "fans": fans}, {k: np.concatenate(v) for k, v in kept.items()}
 
 
-def _lava_check(net: ChipNet, x: np.ndarray, steps: int, records: dict, probe: list[str], bar) -> dict:
+def _lava_check(net: ChipNet, x: np.ndarray, steps: int, records: dict, probe: list[str], bar) -> LavaCheck:
     """Run the first samples in Lava; compare every non-input population (and probes) with the simulator."""
     from snn2chip.backends.lava import run_lava
 
@@ -137,10 +138,9 @@ def _lava_check(net: ChipNet, x: np.ndarray, steps: int, records: dict, probe: l
             if len(diff):
                 t, *index = diff[0]
                 flat = int(np.ravel_multi_index(index, lava[key].shape[2:])) if index else 0
-                return {"samples": i + 1, "bit_exact": False,
-                        "first_difference": f"sample {i}, '{key}', chip step {t}, neuron {flat}: "
-                                            f"Lava {lava[key][0][tuple(diff[0])]} vs simulator {records[key][i][tuple(diff[0])]}"}
-    return {"samples": len(x), "bit_exact": True, "compared": pops + [f"{p}.{v}" for p in probe for v in ("u", "v")]}
+                return LavaCheck(i + 1, False, first_difference=f"sample {i}, '{key}', chip step {t}, neuron {flat}: "
+                                 f"Lava {lava[key][0][tuple(diff[0])]} vs simulator {records[key][i][tuple(diff[0])]}")
+    return LavaCheck(len(x), True, compared=(*pops, *(f"{p}.{v}" for p in probe for v in ("u", "v"))))
 
 
 def _digest(x: np.ndarray) -> list[str]:
@@ -185,25 +185,28 @@ def run(graph: Graph, net: ChipNet, dataset: Dataset, setup: Settings, *, target
         lava = _lava_check(net, x[:lava_samples], steps, records, probe, bar) if lava_samples else None
     report = _report(net, dataset, setup, target, counts, fid, lava_samples, lava)
     outputs = {k: records[k].astype(np.int32) for k in outputs}
-    raster = {layer["population"]: records[layer["population"]][0] for layer in fid["layers"]}
+    raster = {layer.population: records[layer.population][0] for layer in fid.layers}
     return Result(report, outputs, fidelity.chip_prediction(net, key, records[key], steps), raster, _digest(x))
 
 
-def _populations(net: ChipNet, counts: dict, fid: dict) -> list[dict]:
+def _populations(net: ChipNet, counts: dict, fid: Fidelity) -> tuple[PopulationActivity, ...]:
     """The report's entry per population: size, spikes and synaptic operations, and for spiking
     populations their float and chip firing rates and spike agreement."""
-    rates = {layer["population"]: layer for layer in fid["layers"]}
-    return [{
-        "population": p, "kind": pop.kind, "neurons": pop.size,
-        "spikes_per_neuron": float(counts["spikes"][p].mean() / pop.size),
-        "synops_per_sample": float(counts["synops"][p].mean()),
-        **({k: rates[p][k] for k in ("float_rate", "chip_rate", "rate_error", "spike_agreement")} if p in rates else {}),
-    } for p, pop in net.populations.items()]
+    rates = {layer.population: layer for layer in fid.layers}
+    return tuple(PopulationActivity(
+        p, pop.kind, pop.size, float(counts["spikes"][p].mean() / pop.size), float(counts["synops"][p].mean()),
+        **({k: getattr(rates[p], k) for k in ("float_rate", "chip_rate", "rate_error", "spike_agreement")}
+           if p in rates else {}),
+    ) for p, pop in net.populations.items())
 
 
-def _report(net: ChipNet, dataset: Dataset, setup: Settings, target: str, counts: dict, fid: dict,
-            lava_samples: int, lava: dict | None) -> dict:
-    """The verify report (JSON-ready) from the chip activity ``counts``, the :func:`fidelity
+LATENCY_NOTE = ("Loihi time steps have no fixed duration (asynchronous cores; an unthrottled step lasts as long as its "
+                "traffic needs): no public time-per-step figure applies, so none is given")
+
+
+def _report(net: ChipNet, dataset: Dataset, setup: Settings, target: str, counts: dict, fid: Fidelity,
+            lava_samples: int, lava: LavaCheck | None) -> VerifyReport:
+    """The verify report from the chip activity ``counts``, the :func:`fidelity
     <snn2chip.verify.fidelity.fidelity>` report ``fid`` and the Lava comparison ``lava``."""
     steps = setup.steps
     chip_steps = steps + net.pipeline_depth
@@ -213,66 +216,51 @@ def _report(net: ChipNet, dataset: Dataset, setup: Settings, target: str, counts
     synops = sum(counts["synops"][p].mean() for p in net.populations)
     messages = sum(counts["spikes"][p].mean() * len(counts["fans"][p]) for p in net.populations)
     updates = total_neurons * chip_steps
-    report = {
-        "model": net.source or None,
-        "data": dataset.name,
-        "samples": len(dataset.x),
-        "steps": steps,
-        "steps_source": setup.steps_source,
-        "input_bits": setup.input_bits,
-        "input_scale": setup.input_scale,
-        "input_source": setup.input_source,
-        "float_accuracy": fid.get("float_accuracy"),
-        "chip_accuracy": fid.get("chip_accuracy"),
-        "agreement": fid["output_agreement"],
-        "lava_samples": lava_samples,
-        "lava_bit_exact": None if lava is None else lava["bit_exact"],
-        "pipeline_depth": net.pipeline_depth,
-        "latency_steps": chip_steps,
-        "latency": {"steps": chip_steps, "input_steps": steps, "pipeline_depth": net.pipeline_depth, "seconds": None,
-                    "note": "Loihi time steps have no fixed duration (asynchronous cores; an unthrottled step lasts "
-                            "as long as its traffic needs): no public time-per-step figure applies, so none is given"},
-        "neurons": total_neurons,
-        "spikes_per_neuron": float(spikes / total_neurons),
-        "spikes_per_sample": float(spikes),
-        "synops_per_sample": float(synops),
-        "neuron_updates_per_sample": updates,
-        "energy_per_inference_j": None,
-        "energy": energy.estimate(target, synops, updates, spikes, messages),
-        "layers": fid["layers"],
-        "populations": _populations(net, counts, fid),
-    }
-    report["energy_per_inference_j"] = report["energy"]["total_j"]
-    if lava is not None:
-        report["lava"] = lava
-    return report
+    joules = energy.estimate(target, synops, updates, spikes, messages)
+    return VerifyReport(
+        model=net.source or None, data=dataset.name, samples=len(dataset.x), steps=steps,
+        steps_source=setup.steps_source, input_bits=setup.input_bits, input_scale=setup.input_scale,
+        input_source=setup.input_source, float_accuracy=fid.float_accuracy, chip_accuracy=fid.chip_accuracy,
+        agreement=fid.output_agreement, lava_samples=lava_samples, lava_bit_exact=None if lava is None else lava.bit_exact,
+        pipeline_depth=net.pipeline_depth, latency_steps=chip_steps,
+        latency=Latency(chip_steps, steps, net.pipeline_depth, None, LATENCY_NOTE),
+        neurons=total_neurons, spikes_per_neuron=float(spikes / total_neurons), spikes_per_sample=float(spikes),
+        synops_per_sample=float(synops), neuron_updates_per_sample=updates, energy_per_inference_j=joules.total_j,
+        energy=joules, layers=fid.layers, populations=_populations(net, counts, fid), target=target, lava=lava,
+    )
 
 
 # --- checks and the output folder -----------------------------------------------------------
 
 
-def checks(report: dict, min_agreement: float) -> list[dict]:
+def checks(report: VerifyReport, min_agreement: float) -> tuple[Check, ...]:
     """The pass/fail checks asked for: agreement always, Lava when run, golden when compared
-    (``report["golden"]``: ``status`` ``match``, ``mismatch`` or ``written``, and ``detail``)."""
-    result = [{"check": "agreement", "passed": report["agreement"] >= min_agreement,
-               "detail": f"agreement {100 * report['agreement']:.2f}% (minimum {100 * min_agreement:.2f}%)"}]
-    if report["lava_bit_exact"] is not None:
-        lava = report["lava"]
-        detail = (f"Lava equals the simulator bit for bit on {lava['samples']} samples" if lava["bit_exact"]
-                  else f"Lava differs from the simulator: {lava['first_difference']}")
-        result.append({"check": "lava", "passed": lava["bit_exact"], "detail": detail})
-    golden = report.get("golden")
-    if golden is not None and golden["status"] != "written":
-        result.append({"check": "golden", "passed": golden["status"] == "match", "detail": golden["detail"]})
-    return result
+    (``report.golden``: ``status`` ``match``, ``mismatch`` or ``written``, and ``detail``)."""
+    result = [Check("agreement", report.agreement >= min_agreement,
+                    f"agreement {100 * report.agreement:.2f}% (minimum {100 * min_agreement:.2f}%)")]
+    lava = report.lava
+    if lava is not None:
+        detail = (f"Lava equals the simulator bit for bit on {lava.samples} samples" if lava.bit_exact
+                  else f"Lava differs from the simulator: {lava.first_difference}")
+        result.append(Check("lava", lava.bit_exact, detail))
+    golden = report.golden
+    if golden is not None and golden.status != "written":
+        result.append(Check("golden", golden.status == "match", golden.detail))
+    return tuple(result)
 
 
-def write_dir(out_dir: str | Path, report: dict, result: Result, inputs=()) -> None:
+def judged(report: VerifyReport, min_agreement: float) -> VerifyReport:
+    """``report`` with its checks and whether all passed."""
+    found = checks(report, min_agreement)
+    return dataclasses.replace(report, checks=found, passed=all(c.passed for c in found))
+
+
+def write_dir(out_dir: str | Path, report: VerifyReport, result: Result, inputs=()) -> None:
     """Write ``report.json``, ``rates.png`` and ``raster.png`` into ``out_dir`` when complete; an
     existing ``out_dir`` is replaced only if it is a previous verify output holding none of ``inputs``."""
     from snn2chip.report import plots
 
     with atomic_dir(out_dir, "verify", inputs) as tmp:
-        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        plots.firing_rates(report["layers"], tmp / "rates.png")
-        plots.raster(result.raster, report["pipeline_depth"], tmp / "raster.png")
+        (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        plots.firing_rates(report.layers, tmp / "rates.png")
+        plots.raster(result.raster, report.pipeline_depth, tmp / "raster.png")

@@ -5,7 +5,7 @@ would do for the neuron of converted networks: Loihi's CUBA LIF arithmetic uncha
 ``PyLifModelBitAcc``: decays, 24-bit u and v, ``v > vth << 6``), except that a spike removes
 ``vsub << 6`` from v instead of setting v to 0, so the charge above threshold is kept. Lava's
 own processes have no such neuron; the process model below is its bit-accurate CPU model, and
-:func:`snn2chip.loihi.lif_step` with ``vsub`` is the simulator's.
+:func:`snn2chip.chip.loihi.lif_step` with ``vsub`` is the simulator's.
 
 Importing this module imports Lava. Lava finds a process's models by importing every module in
 the process's folder, so this folder holds Lava processes and models only.

@@ -1,0 +1,42 @@
+"""Resource totals of a chip network (the ``populations`` … ``weight_memory_bytes`` keys of reports)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from snn2chip.chip.ir import ChipNet
+from snn2chip.records import Record
+
+
+@dataclasses.dataclass(frozen=True)
+class Totals(Record):
+    """Populations and neurons (inputs excluded), synapse groups, stored synapses (a conv kernel
+    counts once), connections (a conv's per output position) and weight memory in bytes."""
+
+    populations: int
+    neurons: int
+    synapse_groups: int
+    synapses: int
+    connections: int
+    weight_memory_bytes: int
+
+
+def totals(net: ChipNet) -> Totals:
+    """The :class:`Totals` of ``net``."""
+    connections = 0
+    for g in net.groups:
+        if g.kind == "conv":  # per output position, the channel's non-zero kernel entries (padding ignored)
+            dst = net.populations[g.dst]
+            connections += dst.size // dst.shape[0] * int(np.count_nonzero(g.weights))
+        else:
+            connections += int(np.count_nonzero(g.weights))
+    return Totals(
+        populations=sum(p.kind != "input" for p in net.populations.values()),
+        neurons=sum(p.size for p in net.populations.values() if p.kind != "input"),
+        synapse_groups=len(net.groups),
+        synapses=sum(int(np.count_nonzero(g.weights)) for g in net.groups),
+        connections=connections,
+        weight_memory_bytes=sum(int(np.count_nonzero(g.weights)) * g.num_weight_bits // 8 for g in net.groups),
+    )

@@ -1,0 +1,117 @@
+"""snn2chip/passes/align.py: hop depths, how each path into a population waits (synaptic delay
+or delay line) and the delay lines of one-hop copies."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nir
+import numpy as np
+
+from snn2chip.chip.ir import Population
+from snn2chip.frontend.graph import make_graph
+from snn2chip.passes import align, context
+from snn2chip.passes.align import Alignment, Wait
+from snn2chip.passes.context import Capabilities, Options
+from tests.conftest import chain
+
+
+def neuron(n: int = 4) -> nir.IF:
+    return nir.IF(r=np.ones(n), v_threshold=np.ones(n))
+
+
+def residual_graph():
+    """input -> a (IF) -> fa -> b (IF) -> fb -> c (IF, reads b and a through skip): a one-hop shortcut around b."""
+    eye = np.eye(4)
+    nodes, edges = chain(("a", neuron()), ("fa", nir.Linear(weight=eye)), ("b", neuron()), ("fb", nir.Linear(weight=eye)),
+                         ("c", neuron()))
+    nodes["skip"] = nir.Linear(weight=2 * eye)
+    return make_graph(nodes, edges + [("a", "skip"), ("skip", "c")])
+
+
+def residual(options: Options = Options(), caps: Capabilities = Capabilities(), payload_bits: int = 0):
+    """The context, the incoming paths of c, the depths and the populations built before c."""
+    ctx = context.make(residual_graph(), options, caps)
+    depth = {"input": 0, "a": 1, "b": 2}
+    built = {name: Population(name, "lif", (4,), payload_bits=payload_bits if name == "a" else 0) for name in depth}
+    return ctx, align.incoming_paths(ctx, "c"), depth, built
+
+
+def test_incoming_paths_are_the_lowered_float_maps():
+    _, incoming, _, _ = residual()
+    assert [(src, chain_, rec, fg.kind, fg.src, fg.dst) for src, chain_, rec, fg in incoming] == [
+        ("b", ("fb",), False, "dense", "b", "c"), ("a", ("skip",), False, "dense", "a", "c")]
+    np.testing.assert_array_equal(incoming[0][3].weights, np.eye(4))
+    np.testing.assert_array_equal(incoming[1][3].weights, 2 * np.eye(4))
+
+
+def test_a_shorter_binary_dense_path_waits_in_synaptic_delays():
+    ctx, incoming, depth, built = residual()
+    assert align.align(ctx, incoming, depth, built) == Alignment(3, (2, 3), (Wait(0, False), Wait(1, True)))
+
+
+def test_a_path_waits_in_a_delay_line_beyond_the_delay_limit_for_graded_values_and_convs():
+    ctx, incoming, depth, built = residual(caps=Capabilities(max_delay=0))
+    assert align.align(ctx, incoming, depth, built).waits == (Wait(0, False), Wait(1, False))
+    ctx, incoming, depth, built = residual(payload_bits=24)  # a sends graded payloads
+    assert align.align(ctx, incoming, depth, built).waits == (Wait(0, False), Wait(1, False))
+    ctx, incoming, depth, built = residual()
+    as_conv = [(src, ch, rec, dataclasses.replace(fg, kind="conv")) for src, ch, rec, fg in incoming]
+    assert align.align(ctx, as_conv, depth, built).waits == (Wait(0, False), Wait(1, False))
+
+
+def test_the_lag_is_the_depth_difference_and_the_limit_is_inclusive():
+    """b at depth 5: c is at depth 6, and a (depth 1) waits 6 - 1 - 1 = 4 steps."""
+    ctx, incoming, _, built = residual(caps=Capabilities(max_delay=4))
+    deep = {"input": 0, "a": 1, "b": 5}
+    assert align.align(ctx, incoming, deep, built) == Alignment(6, (2, 6), (Wait(0, False), Wait(4, True)))
+    ctx, incoming, _, built = residual(caps=Capabilities(max_delay=3))
+    assert align.align(ctx, incoming, deep, built).waits == (Wait(0, False), Wait(4, False))
+
+
+def test_without_alignment_nothing_waits_but_the_hops_are_reported():
+    ctx, incoming, depth, built = residual(options=Options(align=False))
+    assert align.align(ctx, incoming, depth, built) == Alignment(3, (2, 3), (Wait(0, False), Wait(0, False)))
+
+
+def test_a_recurrent_path_neither_waits_nor_sets_the_depth():
+    nodes, edges = chain(("fc", nir.Linear(weight=np.eye(2))), ("n", neuron(2)), shape=(2,))
+    nodes["rec"] = nir.Linear(weight=-np.eye(2))
+    ctx = context.make(make_graph(nodes, edges + [("n", "rec"), ("rec", "fc")]), Options(), Capabilities())
+    incoming = align.incoming_paths(ctx, "n")
+    assert [(src, rec) for src, _, rec, _ in incoming] == [("input", False), ("n", True)]
+    built = {"input": Population("input", "input", (2,))}
+    assert align.align(ctx, incoming, {"input": 0}, built) == Alignment(1, (1,), (Wait(0, False), Wait(0, False)))
+
+
+def test_wait_says_how():
+    assert Wait(2, True).how == "synaptic delay" and Wait(2, False).how == "delay line"
+
+
+def test_delay_line_adds_only_the_missing_copies():  # moved from tests/test_passes.py
+    src = Population("s", "lif", (3,), vth=1)
+    last, pops, groups, depths = align.delay_line(src, 3, 5, {"s", "s@1"})
+    assert last == "s@3" and [p.name for p in pops] == ["s@2", "s@3"] and depths == {"s@2": 7, "s@3": 8}
+    assert [g.name for g in groups] == ["s@2<-s@1", "s@3<-s@2"]
+    assert all(p.kind == "lif" and (p.du, p.dv, p.vth) == (4095, 4095, 0) for p in pops)
+
+
+def test_a_graded_delay_line_is_relays_of_one_to_one_unit_weights():
+    src = Population("g", "relay", (2,), payload_bits=16, scale=4.0)
+    last, pops, groups, depths = align.delay_line(src, 2, 1, {"g"})
+    assert last == "g@2" and depths == {"g@1": 2, "g@2": 3}
+    assert pops == [Population(f"g@{k}", "relay", (2,), source="delay of g", vth=0, payload_bits=16, scale=4.0,
+                               role="delay", origin="g") for k in (1, 2)]
+    assert [(g.name, g.kind, g.src, g.dst) for g in groups] == [("g@1<-g", "sparse", "g", "g@1"),
+                                                                ("g@2<-g@1", "sparse", "g@1", "g@2")]
+    for g in groups:
+        assert g.weights.tolist() == [1, 1] and g.rows.tolist() == g.cols.tolist() == [0, 1]
+        assert (g.weight_exp, g.delays) == (0, None)
+
+
+def test_a_delay_line_already_built_adds_nothing():
+    src = Population("s", "lif", (3,), vth=1, scale=2.0)
+    assert align.delay_line(src, 2, 0, {"s", "s@1", "s@2"}) == ("s@2", [], [], {})
+    assert align.delay_line(src, 0, 0, {"s"}) == ("s", [], [], {})
+    (copy,), _ = align.delay_line(src, 1, 0, {"s"})[1:3]
+    assert (copy.scale, copy.role, copy.origin, copy.payload_bits) == (2.0, "delay", "s", 0)

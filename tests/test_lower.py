@@ -1,0 +1,208 @@
+"""snn2chip/passes/lower.py: which nodes become populations, the stateless paths between them, each
+path as a float synapse map (diag, dense, one composed conv, a readout conv), the constant input
+of a population, and relays for maps too large to compose."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from snn2chip.errors import ModelError
+from snn2chip.frontend.graph import make_graph
+from snn2chip.passes import lower, shortcuts
+from tests.conftest import chain
+
+
+def neuron(shape) -> nir.IF:
+    return nir.IF(r=np.ones(shape), v_threshold=np.ones(shape))
+
+
+def conv(weight, padding=0, stride=1, groups=1) -> nir.Conv2d:
+    weight = np.asarray(weight, dtype=np.float64)
+    return nir.Conv2d(input_shape=None, weight=weight, stride=stride, padding=padding, dilation=1, groups=groups,
+                      bias=np.zeros(weight.shape[0]))
+
+
+def residual_graph():
+    """input -> a (IF) -> fa -> b (IF) -> fb -> c (IF, reads b and a): a one-hop shortcut around b."""
+    eye = np.eye(4)
+    nodes, edges = chain(("a", neuron(4)), ("fa", nir.Linear(weight=eye)), ("b", neuron(4)),
+                         ("fb", nir.Linear(weight=eye)), ("c", neuron(4)))
+    nodes["skip"] = nir.Linear(weight=2 * eye)
+    return make_graph(nodes, edges + [("a", "skip"), ("skip", "c")])
+
+
+def test_populations_are_inputs_neurons_thresholds_relays_and_readouts():
+    nodes, edges = chain(("a", neuron(2)), ("t", nir.Threshold(threshold=np.full(2, 0.5))),
+                         ("r", nir.Scale(scale=np.ones(2), metadata={shortcuts.RELAY_KEY: True})),
+                         ("s", nir.Scale(scale=np.full(2, 3.0))), shape=(2,))
+    assert lower.populations(make_graph(nodes, edges)) == {"input": "input", "a": "a", "t": "t", "r": "r",
+                                                           "output.readout": "output"}
+    # an Output fed by a population reads it directly: no read-out population
+    assert lower.populations(make_graph(*chain(("a", neuron(2)), shape=(2,)))) == {"input": "input", "a": "a"}
+
+
+def test_delay_nodes_are_refused_naming_them():
+    graph = make_graph(*chain(("d", nir.Delay(delay=np.ones(2))), ("a", neuron(2)), shape=(2,)))
+    with pytest.raises(ModelError) as e:
+        lower.populations(graph)
+    assert (e.value.problem, e.value.node) == ("Delay cannot be compiled: Delay nodes are not lowered to synaptic delays yet",
+                                               "d")
+
+
+def test_conv1d_is_refused():
+    c1 = nir.Conv1d(input_shape=None, weight=np.ones((1, 1, 2)), stride=1, padding=0, dilation=1, groups=1,
+                    bias=np.zeros(1))
+    graph = make_graph(*chain(("c", c1), ("a", neuron((1, 3))), shape=(1, 4), out=(1, 3)))
+    with pytest.raises(ModelError) as e:
+        lower.populations(graph)
+    assert (e.value.problem, e.value.node) == ("Conv1d cannot be compiled: Conv1d is not lowered yet (Conv2d is)", "c")
+
+
+def test_paths_list_every_chain_into_a_population():
+    graph = residual_graph()
+    pops = lower.populations(graph)
+    assert lower.paths(graph, pops, "c") == [("b", ("fb",), False), ("a", ("skip",), False)]
+    assert lower.paths(graph, pops, "a") == [("input", (), False)]
+
+
+def test_paths_flag_a_recurrent_edge_and_refuse_a_stateless_cycle():
+    nodes, edges = chain(("fc", nir.Linear(weight=np.eye(2))), ("n", neuron(2)), shape=(2,))
+    nodes["rec"] = nir.Linear(weight=-np.eye(2))
+    graph = make_graph(nodes, edges + [("n", "rec"), ("rec", "fc")])
+    pops = lower.populations(graph)
+    assert lower.paths(graph, pops, "n") == [("input", ("fc",), False), ("n", ("rec", "fc"), True)]
+    nodes, edges = chain(("f1", nir.Linear(weight=np.eye(2))), ("f2", nir.Linear(weight=np.eye(2))), ("n", neuron(2)),
+                         shape=(2,))
+    cyclic = make_graph(nodes, edges + [("f2", "f1")])
+    with pytest.raises(ModelError) as e:
+        lower.paths(cyclic, lower.populations(cyclic), "n")
+    assert (e.value.problem, e.value.node) == ("a cycle of stateless nodes has no neuron to hold its state", "f2")
+
+
+def test_scales_and_flattens_are_one_to_one():
+    nodes, edges = chain(("s1", nir.Scale(scale=np.array([2.0, 3.0, -1.0, 0.5]))), ("s2", nir.Scale(scale=np.full(4, 2.0))),
+                         ("a", neuron(4)))
+    graph = make_graph(nodes, edges)
+    fg = lower.lower_path(graph, lower.populations(graph), "input", "a", ("s1", "s2"))
+    assert (fg.kind, fg.src, fg.dst, fg.nodes) == ("diag", "input", "a", ("s1", "s2"))
+    np.testing.assert_array_equal(fg.weights, [4.0, 6.0, -2.0, 1.0])
+
+
+def test_an_affine_map_is_dense_without_its_bias():
+    w = np.array([[1.0, 2.0, 0.0], [-3.0, 0.5, 4.0]])
+    nodes, edges = chain(("fc", nir.Affine(weight=w, bias=np.array([10.0, -20.0]))),
+                         ("s", nir.Scale(scale=np.array([2.0, -1.0]))), ("a", neuron(2)), shape=(3,), out=(2,))
+    graph = make_graph(nodes, edges)
+    fg = lower.lower_path(graph, lower.populations(graph), "input", "a", ("fc", "s"))
+    assert fg.kind == "dense"
+    np.testing.assert_array_equal(fg.weights, [[2.0, 4.0, 0.0], [3.0, -0.5, -4.0]])
+
+
+def avgpool_conv_graph(padding: int):
+    """input (1, 4, 4) -> AvgPool 2x2/2 -> Conv 2x2 [[1, 2], [3, 4]] (padding) -> n."""
+    side = 2 + 2 * padding - 1
+    nodes, edges = chain(("pool", nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                                padding=np.zeros(2, int))),
+                         ("conv", conv([[[[1.0, 2.0], [3.0, 4.0]]]], padding=padding)), ("n", neuron((1, side, side))),
+                         shape=(1, 4, 4), out=(1, side, side))
+    return make_graph(nodes, edges)
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_avgpool_then_conv_is_one_composed_conv(padding):
+    """Each weight of the 2x2 kernel spreads over the 2x2 pool window it reads, times 1/4; the
+    strides multiply and so does the padding (pool window = pool stride)."""
+    graph = avgpool_conv_graph(padding)
+    fg = lower.lower_path(graph, lower.populations(graph), "input", "n", ("pool", "conv"))
+    assert (fg.kind, fg.stride, fg.padding, fg.dilation, fg.groups) == ("conv", (2, 2), (2 * padding,) * 2, (1, 1), 1)
+    np.testing.assert_array_equal(fg.weights[0, 0], [[0.25, 0.25, 0.5, 0.5],
+                                                     [0.25, 0.25, 0.5, 0.5],
+                                                     [0.75, 0.75, 1.0, 1.0],
+                                                     [0.75, 0.75, 1.0, 1.0]])
+    x = np.arange(16, dtype=np.float64)
+    direct = torch.nn.functional.conv2d(torch.nn.functional.avg_pool2d(torch.from_numpy(x).reshape(1, 1, 4, 4), 2),
+                                        torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]], dtype=torch.float64), padding=padding)
+    np.testing.assert_allclose(lower.apply_map(fg, fg.weights, x, (1, 4, 4)), direct.reshape(-1).numpy(), rtol=1e-12)
+
+
+def test_an_overlapping_pool_before_a_padded_conv_is_not_composed():
+    """A 3x3/1 pool is not tiled by its stride, so with a padded conv the composition would be
+    wrong at the borders: the path falls back to a dense matrix (exact, by push-through)."""
+    nodes, edges = chain(("pool", nir.SumPool2d(kernel_size=np.array([3, 3]), stride=np.array([1, 1]),
+                                                padding=np.zeros(2, int))),
+                         ("conv", conv([[[[1.0, 1.0], [1.0, 1.0]]]], padding=1)), ("n", neuron((1, 3, 3))),
+                         shape=(1, 4, 4), out=(1, 3, 3))
+    graph = make_graph(nodes, edges)
+    fg = lower.lower_path(graph, lower.populations(graph), "input", "n", ("pool", "conv"))
+    assert fg.kind == "dense" and fg.weights.shape == (9, 16)
+    # the centre output reads the whole 2x2 pooled map = each 3x3 window of the 4x4 input once:
+    # the inner four pixels are in all four windows, the corners in one
+    np.testing.assert_array_equal(fg.weights[4].reshape(4, 4), [[1, 2, 2, 1], [2, 4, 4, 2], [2, 4, 4, 2], [1, 2, 2, 1]])
+
+
+def test_scales_fold_per_channel_into_a_grouped_conv():
+    """Scale (2, -1) before a depthwise conv and (1, 3) after: kernel channel o times both factors."""
+    nodes, edges = chain(("s_in", nir.Scale(scale=np.array([2.0, -1.0])[:, None, None])),
+                         ("conv", conv([[[[1.0]]], [[[0.5]]]], groups=2)),
+                         ("s_out", nir.Scale(scale=np.array([1.0, 3.0])[:, None, None])), ("n", neuron((2, 3, 3))),
+                         shape=(2, 3, 3))
+    graph = make_graph(nodes, edges)
+    fg = lower.lower_path(graph, lower.populations(graph), "input", "n", ("s_in", "conv", "s_out"))
+    assert (fg.kind, fg.groups) == ("conv", 2)
+    np.testing.assert_array_equal(fg.weights.reshape(-1), [2.0, -1.5])
+
+
+def test_flatten_fc_readout_beyond_max_dense_is_one_conv(monkeypatch):
+    """A (2, 2, 2) population -> Flatten -> Linear (3x8): 8 x 8 unit-vector entries exceed
+    MAX_DENSE = 10, so the readout is a conv whose kernel is the weight reshaped to (3, 2, 2, 2)."""
+    monkeypatch.setattr(lower, "MAX_DENSE", 10)
+    w = np.arange(24, dtype=np.float64).reshape(3, 8) - 10
+    nodes, edges = chain(("flat", nir.Flatten(input_type={"input": np.array([2, 2, 2])}, start_dim=0, end_dim=-1)),
+                         ("fc", nir.Linear(weight=w)), ("n", neuron(3)), shape=(2, 2, 2), out=(3,))
+    graph = make_graph(nodes, edges)
+    fg = lower.lower_path(graph, lower.populations(graph), "input", "n", ("flat", "fc"))
+    assert (fg.kind, fg.stride, fg.padding) == ("conv", (1, 1), (0, 0))
+    np.testing.assert_array_equal(fg.weights, w.reshape(3, 2, 2, 2))
+    x = np.arange(8, dtype=np.float64)
+    np.testing.assert_array_equal(lower.apply_map(fg, fg.weights, x, (2, 2, 2)), w @ x)
+
+
+def test_a_map_beyond_max_dense_that_is_no_conv_is_refused(monkeypatch):
+    monkeypatch.setattr(lower, "MAX_DENSE", 10)
+    nodes, edges = chain(("f1", nir.Linear(weight=np.ones((8, 8)))), ("f2", nir.Linear(weight=np.ones((3, 8)))),
+                         ("n", neuron(3)), shape=(8,), out=(3,))
+    graph = make_graph(nodes, edges)
+    with pytest.raises(ModelError) as e:
+        lower.lower_path(graph, lower.populations(graph), "input", "n", ("f1", "f2"))
+    assert e.value.node == "n"
+    assert e.value.problem == (
+        "the synapses from 'input' through f1, f2 would need a dense 3x8 matrix pushed through from 8 unit vectors; "
+        "only convolutions (optionally after a pool), pools, and [pool] flatten fc readouts are lowered without one")
+
+
+def test_population_bias_forward_and_across_a_recurrent_edge():
+    """fc's bias reaches n every step, times the Scale after it; rec's bias crosses the recurrent
+    edge (it arrives from the second step on)."""
+    nodes, edges = chain(("fc", nir.Affine(weight=np.eye(2), bias=np.array([1.0, -2.0]))),
+                         ("s", nir.Scale(scale=np.full(2, 3.0))), ("n", neuron(2)), shape=(2,))
+    nodes["rec"] = nir.Affine(weight=np.eye(2), bias=np.array([0.5, 0.25]))
+    graph = make_graph(nodes, edges + [("n", "rec"), ("rec", "n")])
+    forward, late = lower.population_bias(graph, lower.populations(graph), "n")
+    np.testing.assert_array_equal(forward, [3.0, -6.0])
+    np.testing.assert_array_equal(late, [0.5, 0.25])
+
+
+def test_conv_chains_too_large_to_compose_get_a_relay(monkeypatch):
+    """conv c1 (1, 3, 3) feeds conv c2: with MAX_DENSE = 10 < 9**2 a relay carries c1's output."""
+    nodes, edges = chain(("c1", conv(np.ones((1, 1, 2, 2)))), ("c2", conv(np.ones((1, 1, 2, 2)))), ("n", neuron((1, 2, 2))),
+                         shape=(1, 4, 4), out=(1, 2, 2))
+    graph = make_graph(nodes, edges)
+    assert lower.relay_large_maps(graph) is graph  # small enough at the default MAX_DENSE
+    monkeypatch.setattr(lower, "MAX_DENSE", 10)
+    relayed = lower.relay_large_maps(graph)
+    assert relayed.successors("c1") == ["c1.relay"] and relayed.predecessors("c2") == ["c1.relay"]
+    assert shortcuts.is_relay(relayed.nodes["c1.relay"]) and "c2.relay" not in relayed.nodes  # c2 feeds no conv
+    assert lower.populations(relayed) == {"input": "input", "c1.relay": "c1.relay", "n": "n"}
