@@ -16,7 +16,8 @@ Conventions (shared with snn2chip's compiler, see models/README.md):
 
 - ``dt = 1`` is stored in the graph metadata;
 - IF neurons that spike at ``v >= θ`` get the strict NIR threshold :func:`strict_threshold` (θ);
-- the MS-ResNet neuron is ``nir.LIF(tau = r = 4/3, v_leak = 0, v_threshold = 0.5, v_reset = 0)``;
+- the MS-ResNet neuron is ``nir.LIF(tau = r = 4/3, v_leak = 0, v_threshold = 0.5, v_reset = 0)`` (the
+  threshold is the module's: :mod:`models.balance` sets others);
 - the readout is ``nir.I(r = 1)`` after the classifier's ``nir.Affine``.
 """
 
@@ -240,7 +241,7 @@ class Builder:
                 v_reset=np.zeros(x.shape, dtype=np.float32),
             ), [x], x.shape, binary=True, neurons=True)
         elif isinstance(m, MSNode):
-            assert m.decay == 0.25 and m.v_threshold == 0.5
+            assert m.decay == 0.25
             out = self.node(path, nir.LIF(
                 tau=np.full(x.shape, MS_TAU, dtype=np.float64),
                 r=np.full(x.shape, MS_TAU, dtype=np.float64),

@@ -47,8 +47,8 @@ def _input_bits(text: str) -> int:
     return value
 
 
-def _check_spec(text: str) -> str:
-    """``--check``: a data file, or ``random:N`` with N >= 1."""
+def _data_spec(text: str) -> str:
+    """``--check`` and ``--data``: a data file (or ``digits``), or ``random:N`` with N >= 1."""
     if text.startswith("random:"):
         _at_least(1)(text.split(":", 1)[1])
     elif not text.strip():
@@ -154,7 +154,7 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also print per population its scale, threshold and its groups' quantization errors, and per "
                         "layer the --check figures (always in BUILD/report.md and report.json)")
-    p.add_argument("--check", metavar="FILE|random:N", type=_check_spec,
+    p.add_argument("--check", metavar="FILE|random:N", type=_data_spec,
                    help="measure float-vs-chip fidelity on these inputs (or N random spike trains) into report.json; "
                         "the measured firing rates then weight the traffic when cores are placed on chips")
     p.set_defaults(func=commands["compile"])
@@ -175,14 +175,18 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.nir", help="NIR file")
     _add_compile_options(p)
     p.set_defaults(steps=None, input_bits=None, input_scale=None)  # resolved by snn2chip.verify.settings
-    p.add_argument("--data", required=True, metavar="digits|FILE.npz",
-                   help="'digits': the bundled scikit-learn digits test split (450 images, labels); or an .npz with "
-                        "'x' (samples, *input shape) held constant, or (samples, steps, *input shape), and optional "
-                        "integer labels 'y' (samples,)")
+    p.add_argument("--data", required=True, metavar="digits|random:N|FILE.npz", type=_data_spec,
+                   help="'digits': the bundled scikit-learn digits test split (450 images, labels); 'random:N': N "
+                        "random binary inputs (10%% on, no labels); or an .npz with 'x' (samples, *input shape) held "
+                        "constant, or (samples, steps, *input shape), and optional integer labels 'y' (samples,)")
     p.add_argument("--samples", type=_at_least(1), metavar="N", help="use the first N samples (default: all)")
     p.add_argument("--lava-samples", type=_at_least(0), default=0, metavar="M",
                    help="also run the first M samples in Lava and require bit-exact equality with the simulator "
-                        "(default 0; Lava takes seconds per sample)")
+                        "(default 0, or 1 with --lava-populations; Lava takes seconds per sample)")
+    p.add_argument("--lava-populations", metavar="all|N|NAME,...",
+                   help="instead of the whole network, replay these populations in Lava one at a time, each fed what "
+                        "its sources sent in the simulator (any network size): all, N chosen to cover every kind of "
+                        "population and synapse first, or comma-separated names")
     p.add_argument("--min-agreement", type=_number(0, 1, low_open=False), default=0.95, metavar="A",
                    help="fail unless float and chip predictions agree on at least this fraction of samples (default 0.95)")
     p.add_argument("--golden", metavar="REF.npz",

@@ -113,8 +113,7 @@ def _run(args) -> int:
 
 
 def _check_inputs(spec: str, net) -> np.ndarray:
-    """Inputs for --check: an .npy/.npz file, or 'random:N' Bernoulli(0.1) spike trains."""
-    from snn2chip import memory
+    """Inputs for --check: an .npy/.npz file, or 'random:N' binary spikes (:func:`snn2chip.verify.data.random_spikes`)."""
     from snn2chip.verify import data
 
     (name,) = net.inputs
@@ -122,9 +121,7 @@ def _check_inputs(spec: str, net) -> np.ndarray:
     if spec.startswith("random:"):
         if pop.payload_bits:
             raise ModelError("random:N makes binary spikes; graded inputs need a data file", option="--check")
-        count = int(spec.split(":", 1)[1])
-        memory.check(count * pop.size * 4, f"{count:,} random samples", option="--check")
-        return (np.random.default_rng(0).random((count, *pop.shape)) < 0.1).astype(np.float32)
+        return data.random_spikes(int(spec.split(":", 1)[1]), pop.shape, "--check")
     x = data.read_inputs(spec, list(net.inputs))
     if isinstance(x, dict):
         x = x[name]
@@ -174,7 +171,8 @@ def _verify(args) -> int:
 
     if args.update_golden and not args.golden:
         raise ModelError("needs --golden FILE (the file to write)", option="--update-golden")
-    inputs = [args.model, None if args.data == "digits" else args.data, args.calib, args.target_file]
+    inputs = [args.model, None if args.data == "digits" or args.data.startswith("random:") else args.data, args.calib,
+              args.target_file]
     if args.output:
         files.check_dir(args.output, "verify", inputs + [args.golden])
     if args.update_golden:
@@ -188,6 +186,8 @@ def _verify(args) -> int:
     if samples > len(dataset.x):
         raise ModelError(f"asks for {samples} samples; the data has {len(dataset.x)}", file=dataset.name,
                          option="--samples")
+    if args.lava_populations and not args.lava_samples:
+        args.lava_samples = 1
     if args.lava_samples > samples:
         raise ModelError(f"asks for {args.lava_samples} samples; verify runs {samples}", option="--lava-samples")
     dataset = dataset.head(samples)
@@ -198,6 +198,7 @@ def _verify(args) -> int:
     graph, net, compiled = compiler.compile_file(args.model, target, options, system=args.system)
     try:
         result = verify.run(graph, net, dataset, setup, target=target.name, dt=args.dt, lava_samples=args.lava_samples,
+                            lava_populations=args.lava_populations,
                             show_progress=sys.stderr.isatty())
     except ModelError as e:
         raise e.in_file(dataset.name) from None

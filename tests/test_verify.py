@@ -105,7 +105,7 @@ def test_lava_matches_the_simulator_on_one_sample(capsys):
     assert report["lava_bit_exact"] is True and report["lava"]["samples"] == 1
     assert "readout.v" in report["lava"]["compared"] and len(report["lava"]["compared"]) > 10
     assert report["checks"][1] == {"check": "lava", "passed": True,
-                                   "detail": "Lava equals the simulator bit for bit on 1 samples"}
+                                   "detail": "Lava equals the simulator bit for bit on 1 sample"}
 
 
 @pytest.mark.parametrize("name", SNNS)

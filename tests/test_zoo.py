@@ -20,9 +20,12 @@ from torch import nn
 
 import snn2chip
 from snn2chip.frontend import neurons as snn_neurons
+from snn2chip.frontend import reference
 from snn2chip.frontend.summary import summarize
+from snn2chip.verify.data import random_spikes
 
 from models import data, scale, zoo
+from models.balance import TARGET_RATE
 from models.export import Builder, ExportError, Value, export, strict_threshold
 from models.layers import IFNode, Integrator, fold_bn
 from models.ms_resnet import ms_resnet, ms_resnet_cifar, ms_resnet_small
@@ -462,6 +465,24 @@ def test_scale_generator_builds_the_152_layer_sew_resnet(tmp_path):
     assert report["totals"]["nodes"] == 318 and report["totals"]["edges"] == 1078
     assert max(len(j["inputs"]) for j in report["joins"]) == 37  # ADD: 36 identity blocks + downsample in stage 3
     assert report["nodes"][-2]["name"] == "readout" and report["nodes"][-2]["output_shape"] == [1000]
+
+
+def _float_rates(path) -> list[float]:
+    """Firing rate of every spiking layer of the NIR file on the random inputs of ``verify --data random:2``."""
+    graph = snn2chip.load(path)
+    spiking = [n for n, node in graph.nodes.items() if isinstance(node, (nir.IF, nir.LIF))]
+    out = reference.run(graph, random_spikes(2, graph.out_shapes[graph.inputs[0]]), scale.STEPS, record=spiking)
+    return [float(out[n].mean()) for n in spiking]
+
+
+@pytest.mark.parametrize("name", ["sew_resnet18_32", "ms_resnet18_32"])
+def test_balanced_scale_models_fire_at_the_target_rate(tmp_path, name):
+    stats = scale.generate(name, tmp_path / "balanced.nir", width=4)
+    rates = _float_rates(stats["path"])
+    assert stats["balanced_layers"] == len(rates) == {"sew_resnet18_32": 20, "ms_resnet18_32": 17}[name]
+    assert all(abs(r - TARGET_RATE) < 0.01 for r in rates), rates
+    unbalanced = _float_rates(scale.generate(name, tmp_path / "raw.nir", width=4, balanced=False)["path"])
+    assert any(abs(r - TARGET_RATE) > 0.05 for r in unbalanced), unbalanced  # why balancing exists
 
 
 def test_streaming_writer_writes_what_nir_write_writes(tmp_path):

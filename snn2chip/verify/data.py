@@ -195,8 +195,22 @@ def load_npz(path: str | Path, input_shape: tuple[int, ...]) -> Dataset:
     return Dataset(file, x.astype(np.float32) if x.dtype.kind != "f" else x, y)
 
 
+#: the firing probability of ``random:N`` inputs (per input neuron, held over the steps)
+RANDOM_RATE = 0.1
+
+
+def random_spikes(count: int, shape: tuple[int, ...], what: str = "--data") -> np.ndarray:
+    """``random:N``: ``count`` binary samples of ``shape``, each neuron on with probability
+    :data:`RANDOM_RATE` (``numpy.random.default_rng(0)``: the same for every run)."""
+    memory.check(count * math.prod(shape) * 12, f"{count:,} random samples", option=what)
+    return (np.random.default_rng(0).random((count, *shape)) < RANDOM_RATE).astype(np.float32)
+
+
 def load(spec: str, input_shape: tuple[int, ...]) -> Dataset:
-    """``digits`` (the test split) or an ``.npz`` file, checked against the model's input shape."""
+    """``digits`` (the test split), ``random:N`` (binary spikes, no labels) or an ``.npz`` file,
+    checked against the model's input shape."""
+    if spec.startswith("random:"):
+        return Dataset(spec, random_spikes(int(spec.split(":", 1)[1]), tuple(input_shape)), None)
     if spec == "digits":
         if tuple(input_shape) != DIGITS_SHAPE:
             raise ModelError(f"digits are images of shape {DIGITS_SHAPE}; the model's input has shape {tuple(input_shape)}",

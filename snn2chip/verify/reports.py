@@ -71,10 +71,13 @@ class Latency(Record):
 
 @dataclasses.dataclass(frozen=True)
 class LavaCheck(Record):
-    """Lava against the simulator on the first ``samples``: bit-exact, what was compared, or the first difference."""
+    """Lava against the simulator on the first ``samples``, the whole ``network`` or by ``replay``
+    of ``populations`` one at a time: bit-exact, what was compared, or the first difference."""
 
     samples: int
     bit_exact: bool
+    mode: str
+    populations: int | None = optional()
     compared: tuple[str, ...] | None = optional()
     first_difference: str | None = optional()
 

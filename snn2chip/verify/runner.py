@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from snn2chip import memory, progress
-from snn2chip.verify import energy, fidelity
-from snn2chip.backends import simulator
+from snn2chip.verify import energy, fidelity, lava_check
+from snn2chip.backends import replay, simulator
 from snn2chip.chip.ir import ChipNet, SynapseGroup
 from snn2chip.verify.data import Dataset
 from snn2chip.verify.reports import Check, Fidelity, LavaCheck, Latency, PopulationActivity, VerifyReport
@@ -125,24 +125,6 @@ def _activity(net: ChipNet, x: np.ndarray, steps: int, keep: int, everywhere: li
     return {"spikes": spikes, "synops": synops, "fans": fans}, {k: np.concatenate(v) for k, v in kept.items()}
 
 
-def _lava_check(net: ChipNet, x: np.ndarray, steps: int, records: dict, probe: list[str], bar) -> LavaCheck:
-    """Run the first samples in Lava; compare every non-input population (and probes) with the simulator."""
-    from snn2chip.backends.lava import run_lava
-
-    pops = [p for p, pop in net.populations.items() if pop.kind != "input"]
-    for i in range(len(x)):
-        lava = run_lava(net, fidelity.chip_inputs(net, x[i : i + 1], steps), record=pops, probe=probe)
-        bar.update(1)
-        for key in sorted(lava):
-            diff = np.argwhere(lava[key][0] != records[key][i])
-            if len(diff):
-                t, *index = diff[0]
-                flat = int(np.ravel_multi_index(index, lava[key].shape[2:])) if index else 0
-                return LavaCheck(i + 1, False, first_difference=f"sample {i}, '{key}', chip step {t}, neuron {flat}: "
-                                 f"Lava {lava[key][0][tuple(diff[0])]} vs simulator {records[key][i][tuple(diff[0])]}")
-    return LavaCheck(len(x), True, compared=(*pops, *(f"{p}.{v}" for p in probe for v in ("u", "v"))))
-
-
 def _digest(x: np.ndarray) -> list[str]:
     """SHA-256 per sample of its float32 values (golden files check they see the same inputs)."""
     return [hashlib.sha256(np.ascontiguousarray(s, dtype=np.float32).tobytes()).hexdigest() for s in x]
@@ -165,24 +147,32 @@ def _check_memory(graph: Graph, net: ChipNet, samples: int, steps: int, probe: l
 
 
 def run(graph: Graph, net: ChipNet, dataset: Dataset, setup: Settings, *, target: str = "loihi2",
-        dt: float | None = None, lava_samples: int = 0, show_progress: bool = False) -> Result:
-    """Verify ``net`` (compiled from ``graph``) on every sample of ``dataset`` and Lava on the first ``lava_samples``."""
+        dt: float | None = None, lava_samples: int = 0, lava_populations: str | None = None,
+        show_progress: bool = False) -> Result:
+    """Verify ``net`` (compiled from ``graph``) on every sample of ``dataset`` and Lava on the first
+    ``lava_samples``: the whole network, or with ``lava_populations`` (``all``, ``N`` or names, see
+    :func:`snn2chip.backends.replay.choose`) those populations replayed one at a time."""
     x, steps, samples = np.asarray(dataset.x), setup.steps, len(dataset.x)
     _, key = fidelity.readout(graph, net)
     probe = [p for p in net.outputs if net.populations[p].kind == "lif"]  # includes an integrating read-out
     outputs = list(net.outputs) + [f"{p}.v" for p in probe]
     _check_memory(graph, net, samples, steps, probe)
-    total = 2 * samples + lava_samples
+    replayed = replay.choose(net, lava_populations) if lava_populations and lava_samples else None
+    total = 2 * samples + (lava_samples if replayed is None else len(replayed))
     with progress.bar(range(total), "verify", "sample", show_progress) as bar:  # advanced by hand
         bar.set_postfix_str("chip simulator")
-        counts, records = _activity(net, x, steps, max(lava_samples, 1),
+        counts, records = _activity(net, x, steps, lava_samples if replayed is None else 0,
                                     outputs + fidelity.spiking_populations(graph, net), probe, bar)
         bar.set_postfix_str("float reference")
         fid = fidelity.fidelity(graph, net, x, steps, dt=dt, labels=dataset.y, chips=records)
         bar.update(samples)
         if lava_samples:
             bar.set_postfix_str("Lava")
-        lava = _lava_check(net, x[:lava_samples], steps, records, probe, bar) if lava_samples else None
+        lava = None
+        if replayed is not None:
+            lava = lava_check.replay_check(net, x[:lava_samples], steps, replayed, bar)
+        elif lava_samples:
+            lava = lava_check.network_check(net, x[:lava_samples], steps, records, probe, bar)
     report = _report(net, dataset, setup, target, counts, fid, lava_samples, lava)
     outputs = {k: records[k].astype(np.int32) for k in outputs}
     raster = {layer.population: records[layer.population][0] for layer in fid.layers}
@@ -240,8 +230,10 @@ def checks(report: VerifyReport, min_agreement: float) -> tuple[Check, ...]:
                     f"agreement {100 * report.agreement:.2f}% (minimum {100 * min_agreement:.2f}%)")]
     lava = report.lava
     if lava is not None:
-        detail = (f"Lava equals the simulator bit for bit on {lava.samples} samples" if lava.bit_exact
-                  else f"Lava differs from the simulator: {lava.first_difference}")
+        what = "Lava" if lava.mode == "network" else f"Lava replaying {lava.populations} populations one at a time"
+        samples = f"{lava.samples} sample{'s' * (lava.samples != 1)}"
+        detail = (f"{what} equals the simulator bit for bit on {samples}" if lava.bit_exact
+                  else f"{what} differs from the simulator: {lava.first_difference}")
         result.append(Check("lava", lava.bit_exact, detail))
     golden = report.golden
     if golden is not None and golden.status != "written":
