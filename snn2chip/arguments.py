@@ -47,6 +47,21 @@ def _input_bits(text: str) -> int:
     return value
 
 
+def _size(text: str) -> int:
+    """``--memory-limit``: a positive size in bytes, or with K, M, G, T."""
+    from snn2chip.memory import parse_size
+
+    value = parse_size(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a size such as 8G, 500M or 1000000, got {text!r}")
+    return value
+
+
+def _batch(text: str) -> int | None:
+    """``--batch-size``: ``auto`` (None: the largest that fits the memory budget) or N >= 1."""
+    return None if text == "auto" else _at_least(1)(text)
+
+
 def _data_spec(text: str) -> str:
     """``--check`` and ``--data``: a data file (or ``digits``), or ``random:N`` with N >= 1."""
     if text.startswith("random:"):
@@ -108,6 +123,7 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"snn2chip {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+    parser.add_argument("--memory-limit", type=_size, metavar="SIZE", help="memory budget, e.g. 8G (see COMMAND --help)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="list a NIR model's nodes, shapes, joins and recurrent edges",
@@ -135,7 +151,9 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("--record", nargs="+", metavar="NAME",
                    help="nodes (float) or populations (sim, lava) whose outputs to keep (default: the outputs)")
     p.add_argument("--probe", nargs="+", metavar="NAME", help="sim, lava: populations whose u and v to keep as well")
-    p.add_argument("--batch-size", type=_at_least(1), metavar="N", help="float, sim: samples per batch (default: all at once)")
+    p.add_argument("--batch-size", type=_batch, metavar="N|auto",
+                   help="float, sim: samples per batch (default auto: sim takes as many as fit the memory budget, "
+                        "float all at once)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="float backend arithmetic (default float32)")
     p.add_argument("-o", "--output", metavar="OUT.npz",
@@ -231,4 +249,8 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the traceback of an internal error")
+        command.add_argument("--memory-limit", type=_size, default=argparse.SUPPRESS, metavar="SIZE",
+                             help="memory budget, e.g. 8G or 500M (default: $SNN2CHIP_MEMORY_LIMIT, else 80%% of "
+                                  "the memory available): work that needs more is refused with one line naming "
+                                  "the largest consumer, and batches are sized to fit")
     return parser

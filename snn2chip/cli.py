@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snn2chip import files
+from snn2chip import files, memory
 from snn2chip.arguments import build_parser
 from snn2chip.errors import ModelError
 
@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             if not args.debug:  # libraries' warnings are not the user's concern; --debug shows them
                 warnings.simplefilter("ignore")
-            return args.func(args)
+            with memory.limited(getattr(args, "memory_limit", None)):
+                return args.func(args)
     except ModelError as e:
         if not e.placed and getattr(args, "model", None):
             e = e.in_file(args.model)

@@ -2,15 +2,17 @@
 anything of that size is allocated, so that too big an input is a one-line error, never a
 ``MemoryError``.
 
-The budget is ``SNN2CHIP_MEMORY_LIMIT`` (bytes, or with a suffix K, M, G, T: powers of 1024)
-when set, else 80 % of the memory available now (``MemAvailable`` in ``/proc/meminfo``, else
-the physical memory).
+The budget is the command's ``--memory-limit`` (:func:`limited`), else ``SNN2CHIP_MEMORY_LIMIT``
+(bytes, or with a suffix K, M, G, T: powers of 1024) when set, else 80 % of the memory available
+now (``MemAvailable`` in ``/proc/meminfo``, else the physical memory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from typing import Iterator
 
 import h5py
 
@@ -33,21 +35,44 @@ def available() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def budget() -> int:
-    """The memory budget in bytes (see the module docstring)."""
-    text = os.environ.get(ENV, "").strip().upper()
-    if not text:
-        return int(FRACTION * available())
+_limit: int | None = None
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes of a size such as ``1500000``, ``512M`` or ``1.5G`` (powers of 1024); None if not a positive size."""
+    text = text.strip().upper()
     factor = _SUFFIXES.get(text[-1:], 1)
     number = text[:-1] if text[-1:] in _SUFFIXES else text
     try:
         value = float(number) * factor
     except ValueError:
-        value = -1.0
-    if not value > 0:
+        return None
+    return int(value) if value >= 1 and math.isfinite(value) else None
+
+
+@contextlib.contextmanager
+def limited(limit: int | None) -> Iterator[None]:
+    """Within the block, the budget is ``limit`` bytes (None: unchanged)."""
+    global _limit
+    before, _limit = _limit, limit if limit is not None else _limit
+    try:
+        yield
+    finally:
+        _limit = before
+
+
+def budget() -> int:
+    """The memory budget in bytes (see the module docstring)."""
+    if _limit is not None:
+        return _limit
+    text = os.environ.get(ENV, "").strip()
+    if not text:
+        return int(FRACTION * available())
+    value = parse_size(text)
+    if value is None:
         raise ModelError(f"environment variable {ENV}={os.environ[ENV]!r} is not a positive size "
                          "(bytes, or a number with K, M, G or T)", option=ENV)
-    return int(value)
+    return value
 
 
 def hdf5_datasets(group: h5py.Group, file: str) -> list[tuple[int, str, tuple]]:
@@ -82,11 +107,18 @@ def fmt(nbytes: float) -> str:
     return f"{int(nbytes)} bytes"
 
 
+def _source() -> str:
+    """Where the budget comes from, for messages."""
+    if _limit is not None:
+        return "--memory-limit"
+    return ENV if os.environ.get(ENV, "").strip() else f"{FRACTION:.0%} of the available memory; set --memory-limit"
+
+
 def check(nbytes: float, what: str, *, file: str | None = None, node: str | None = None,
           option: str | None = None, hint: str = "") -> None:
     """Raise a :class:`ModelError` when ``what`` needs more than the budget."""
     limit = budget()
     if nbytes > limit:
         raise ModelError(f"{what} needs {fmt(nbytes)}, more than the memory budget of {fmt(limit)} "
-                         f"(80% of the available memory, or {ENV}){'; ' + hint if hint else ''}",
+                         f"({_source()}){'; ' + hint if hint else ''}",
                          file=file, node=node, option=option)

@@ -262,3 +262,29 @@ def test_digits_need_a_model_with_digits_input(capsys):
     code, out, err = cli(capsys, "verify", SINABS, "--data", "digits")
     assert (code, out) == (1, "")
     assert err == "snn2chip: error: option --data: digits are images of shape (1, 8, 8); the model's input has shape (2, 34, 34)\n"
+
+
+def test_random_data_runs_without_labels(capsys):
+    code, out, err = cli(capsys, "verify", ROOT / "tests" / "fixtures" / "cnn_sinabs.nir", "--data", "random:3",
+                         "--steps", "5", "--min-agreement", "0", "--json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert (report["data"], report["samples"], report["float_accuracy"], report["chip_accuracy"]) == ("random:3", 3,
+                                                                                                    None, None)
+    x = data.random_spikes(3, (2, 34, 34))
+    assert set(np.unique(x)) == {0.0, 1.0} and abs(x.mean() - data.RANDOM_RATE) < 0.01
+    assert np.array_equal(x, data.load("random:3", (2, 34, 34)).x)  # the same inputs every run
+
+
+def test_memory_limit_refuses_in_one_line_and_restores_the_budget(capsys):
+    code, out, err = cli(capsys, "verify", ZOO / "sew_add.nir", "--data", "digits", "--memory-limit", "1M")
+    assert code == 1 and out == ""
+    assert err == (f"snn2chip: error: {ZOO / 'sew_add.nir'}: compiling it (15,518 values per step, 65,834 parameters; "
+                   "an estimate) needs 3.5 MiB, more than the memory budget of 1.0 MiB (--memory-limit)\n")
+    from snn2chip import memory
+
+    assert memory.budget() > 2**20  # the option holds for its command only
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(ZOO / "sew_add.nir"), "--input", "x.npy", "--memory-limit", "lots"])
+    assert exit_.value.code == 2
+    assert "argument --memory-limit: expected a size such as 8G, 500M or 1000000, got 'lots'" in capsys.readouterr().err
