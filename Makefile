@@ -60,7 +60,8 @@ lock:
 # (deterministic; 5-7 minutes on 2 cores); `make scale` writes the random-weight scale graphs
 # to out/scale/ (not committed), one process per model so each reports its own peak memory.
 .PHONY: zoo scale
-SCALE_MODELS ?= sew_resnet50 sew_resnet101 sew_resnet152 ms_resnet104 ms_resnet482
+SCALE_MODELS ?= sew_resnet18 sew_resnet34 sew_resnet50 sew_resnet101 sew_resnet152 ms_resnet18 ms_resnet34 ms_resnet104 \
+                sew_resnet18_32 sew_resnet34_32 ms_resnet18_32 ms_resnet34_32 ms_resnet482
 
 zoo: $(STAMP)
 	$(BIN)/python -m models.zoo

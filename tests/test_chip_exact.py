@@ -237,3 +237,6 @@ def test_integer_helpers_match_their_definitions():
     for factor in (0, 1, 1843, 4095, 4096):
         product = x * factor
         assert torch.equal(loihi.trunc_decay(x, factor), torch.sign(product) * (product.abs() >> 12))
+        state = x.clamp(-(2**31), 2**31 - 1).to(torch.int32)  # the neuron state: the float64 path
+        wide = state.to(torch.int64) * factor
+        assert torch.equal(loihi.trunc_decay(state, factor), (torch.sign(wide) * (wide.abs() >> 12)).to(torch.int32))

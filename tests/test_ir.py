@@ -211,3 +211,13 @@ def test_populations_groups_and_networks_compare_by_value():
 def test_sizes():
     assert lif(shape=(2, 3, 4)).size == 24
     assert conv().synapses == 18 and dense().synapses == 6
+
+
+def test_sparse_synapses_may_not_repeat_a_pair():
+
+    pops = {"a": Population("a", "input", (3,)), "b": Population("b", "lif", (2,), vth=1)}
+    twice = SynapseGroup("b<-a", "sparse", "a", "b", np.array([1, 2]), rows=np.array([0, 0]), cols=np.array([1, 1]))
+    with pytest.raises(IRError, match=r"node 'b<-a': sparse synapses repeat a \(row, col\) pair"):
+        ChipNet(pops, (twice,), inputs=("a",), outputs=("b",))
+    once = SynapseGroup("b<-a", "sparse", "a", "b", np.array([1, 2]), rows=np.array([0, 1]), cols=np.array([1, 1]))
+    assert ChipNet(pops, (once,), inputs=("a",), outputs=("b",)).groups == (once,)

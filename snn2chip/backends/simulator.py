@@ -1,88 +1,29 @@
 """Bit-accurate simulator of a :class:`~snn2chip.chip.ChipNet`, vectorised over the batch.
 
-Each step follows Lava's Loihi protocol: every synapse group delivers what it computed on the
-previous step (or ``1 + delay`` steps earlier), inputs into one population are summed, every
-population updates (:mod:`snn2chip.loihi`), then every group computes from this step's outputs.
-Integer state is ``torch.int32`` as in Lava; synaptic sums are computed in float32 when a bound
-on the group proves that exact (|sum| < 2**24), else in float64, then shifted and wrapped as
-Lava does.
+Lava's Loihi protocol: every synapse group delivers what its source sent on the previous step (or
+``1 + delay`` steps earlier), inputs into one population are summed, every population updates
+(:mod:`snn2chip.chip.loihi`). Integer state is ``torch.int32`` as in Lava; synaptic sums are exact
+(float32 where a bound proves |sum| < 2**24, else float64), then shifted and wrapped as Lava does.
+Two schedules give the same integers (:mod:`snn2chip.backends.sim.schedule`): ``layer`` (the
+default: population by population over all steps, step by step only inside recurrent cycles) and
+``step`` (every population, step by step). Synapse groups run as convolutions, matrix, sparse or
+elementwise products (:mod:`snn2chip.backends.sim.ops`), never as dense matrices unless dense.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from typing import Iterable, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from snn2chip import memory, progress
-from snn2chip.chip import loihi
-from snn2chip.chip.ir import ChipNet, SynapseGroup
+from snn2chip.backends.sim import footprint, schedule as schedule_
+from snn2chip.chip.ir import ChipNet
 from snn2chip.errors import ModelError
 from snn2chip.frontend import shapes
-
-
-def _scatter(values: np.ndarray, g: SynapseGroup, shape: tuple[int, int]) -> np.ndarray:
-    """A sparse group's per-synapse ``values`` as a dense ``(dst, src)`` matrix."""
-    dense = np.zeros(shape, dtype=np.int64)
-    dense[g.rows, g.cols] = values
-    return dense
-
-
-class _Group:
-    """A synapse group ready to run: weights as float tensors, pending deliveries per delay."""
-
-    def __init__(self, net: ChipNet, g: SynapseGroup, batch: int):
-        self.g = g
-        src, dst = net.populations[g.src], net.populations[g.dst]
-        self.graded = src.payload_bits > 0
-        self.out_shape = (batch, *dst.shape)
-        payload = 2 ** (src.payload_bits - 1) if self.graded else 1
-        if g.kind == "conv":
-            weights = np.array(g.weights, dtype=np.int64)  # a writable copy: IR arrays are read-only
-            bound = np.abs(weights).reshape(weights.shape[0], -1).sum(1).max(initial=0) * payload
-            self.dtype = torch.float32 if bound < 2**24 else torch.float64
-            self.small = bound < 2**23  # the sum can neither leave int32 nor wrap at 24 bits
-            self.weights = torch.as_tensor(weights).to(self.dtype)
-            depth = 1
-        else:
-            weights = loihi.effective_weights(g.weights, g.num_weight_bits)
-            delays = np.zeros(weights.shape, dtype=np.int64) if g.delays is None else np.asarray(g.delays)
-            if g.kind == "sparse":
-                weights, delays = (_scatter(a, g, (dst.size, src.size)) for a in (weights, delays))
-            depth = int(delays.max(initial=0)) + 1
-            bound = np.abs(weights).sum(1).max(initial=0) * payload
-            self.dtype = torch.float32 if bound < 2**24 else torch.float64
-            self.small = bound * 2.0 ** max(g.weight_exp, 0) < 2**31  # shifted sums stay in int32
-            self.by_delay = [torch.as_tensor(np.where(delays == k, weights, 0).T).to(self.dtype) for k in range(depth)]
-        self.pending = [torch.zeros(self.out_shape, dtype=torch.int32) for _ in range(depth)]
-
-    def deliver(self) -> torch.Tensor:
-        """What arrives this step; the queue moves on by one step."""
-        arriving = self.pending.pop(0)
-        self.pending.append(torch.zeros(self.out_shape, dtype=torch.int32))
-        return arriving
-
-    def compute(self, sent: torch.Tensor) -> None:
-        """Queue the synaptic input caused by ``sent`` (this step's output of the source)."""
-        g = self.g
-        x = sent.to(self.dtype)  # binary sources send 0/1 already
-        if g.kind == "conv":
-            y = F.conv2d(x, self.weights, None, g.stride, g.padding, g.dilation, g.groups).reshape(self.out_shape)
-            self.pending[0] += y.to(torch.int32) if self.small else loihi.conv_output(y)
-            return
-        flat = x.reshape(x.shape[0], -1)
-        for k, weights in enumerate(self.by_delay):
-            total = flat @ weights  # integer-valued and exact (see the bounds in __init__)
-            if self.small:
-                acc = loihi.shift(total.to(torch.int32), g.weight_exp)
-            else:
-                acc = total.to(torch.int64)
-                if self.graded:
-                    acc = loihi.wrap(acc, 32)  # numpy's int32 dot
-                acc = loihi.shift(acc, g.weight_exp).to(torch.int32)
-            self.pending[k] += acc.reshape(self.out_shape)
 
 
 def payloads(net: ChipNet, inputs, steps: int | None) -> tuple[dict[str, torch.Tensor], int, int]:
@@ -126,25 +67,35 @@ def payloads(net: ChipNet, inputs, steps: int | None) -> tuple[dict[str, torch.T
     return result, lengths.pop(), batches.pop()
 
 
+@dataclasses.dataclass
+class _Known:
+    """What runs of one network compute once: its structure and its groups' memory (for the memory
+    check) and, from its first run on, its plan."""
+
+    structure: schedule_.Structure
+    groups: list[tuple[int, str]]
+    plan: schedule_.Plan | None = None
+
+
+_KNOWN: dict[int, _Known] = {}
+
+
+def _known(net: ChipNet) -> _Known:
+    """The :class:`_Known` of ``net``, kept while it lives (a ChipNet and its arrays are immutable)."""
+    if id(net) not in _KNOWN:
+        _KNOWN[id(net)] = _Known(schedule_.structure(net), footprint.weights(net))
+        weakref.finalize(net, _KNOWN.pop, id(net), None)
+    return _KNOWN[id(net)]
+
+
 def estimate_bytes(net: ChipNet, samples: int, chunk: int, steps: int, record: list[str],
-                   probe: list[str]) -> list[tuple[int, str]]:
-    """Peak memory of :func:`simulate` by consumer, ``(bytes, what)``, largest first: the
-    per-group matrices it builds (a sparse group becomes a dense ``(dst, src)`` matrix per
-    delay), the queues of pending inputs, the neuron state and the records."""
-    consumers = []
-    for g in net.groups:
-        src, dst = net.populations[g.src], net.populations[g.dst]
-        depth = 1 + (int(np.max(g.delays)) if g.delays is not None and np.size(g.delays) else 0)
-        matrix = np.size(g.weights) * 8 if g.kind == "conv" else dst.size * src.size * (16 + 8 * depth)
-        consumers.append((matrix + 4 * chunk * dst.size * (depth + 1), f"synapse group '{g.name}'"))
-    neurons = sum(p.size for p in net.populations.values())
-    consumers.append((4 * chunk * neurons * 4, f"the state of {neurons:,} neurons for {chunk} samples"))
-    inputs = sum(net.populations[n].size for n in net.inputs)
-    consumers.append((12 * samples * steps * inputs, f"the inputs of {samples} samples x {steps} steps"))
-    recorded = sum(net.populations[n].size for n in record) + 2 * sum(net.populations[n].size for n in probe)
-    consumers.append((12 * (samples + chunk) * steps * recorded,
-                      f"the records of {len(record) + 2 * len(probe)} populations over {samples} samples x {steps} steps"))
-    return sorted(consumers, reverse=True)
+                   probe: list[str], schedule: str = "layer") -> list[tuple[int, str]]:
+    """Peak memory of :func:`simulate` by consumer, ``(bytes, what)``, largest first: each synapse
+    group's ops, the run's state in ``schedule`` for ``chunk`` samples (the layer schedule keeps
+    every step of the outputs still to be read), the inputs and the records."""
+    known = _known(net)
+    return footprint.consumers(net, known.structure, known.groups, samples, chunk, steps, list(record), list(probe),
+                               schedule)
 
 
 def _extent(net: ChipNet, inputs, steps: int | None) -> tuple[int, int]:
@@ -157,6 +108,40 @@ def _extent(net: ChipNet, inputs, steps: int | None) -> tuple[int, int]:
     return first[0], first[1] if timed else (steps or 1)
 
 
+def _fit(net: ChipNet, samples: int, steps: int, batch_size: int | None, record: list[str], probe: list[str],
+         schedule: str) -> tuple[str, int]:
+    """The schedule and chunk of samples to run: as asked if that fits the memory budget; else, when
+    no batch size was given, the layer schedule on fewer samples at a time, or the step schedule
+    (same results). Refuses with the asked configuration's largest consumer."""
+    chunk = min(batch_size or samples, samples) or 1
+    tries = [(schedule, chunk)]
+    if batch_size is None and schedule == "layer":
+        tries += [("layer", c) for c in (chunk >> k for k in range(1, chunk.bit_length())) if c]
+        tries.append(("step", chunk))
+    budget = memory.budget()
+    for sched, c in tries:
+        if sum(b for b, _ in estimate_bytes(net, samples, c, steps, record, probe, sched)) <= budget:
+            return sched, c
+    consumers = estimate_bytes(net, samples, chunk, steps, record, probe, schedule)
+    memory.check(sum(b for b, _ in consumers), f"simulating {samples} samples x {steps} steps", file=net.source or None,
+                 hint=f"the largest consumer is {consumers[0][1]} ({memory.fmt(consumers[0][0])}); "
+                      "use a smaller --batch-size, fewer samples or fewer steps")
+    return schedule, chunk
+
+
+def _check_names(net: ChipNet, record: list[str], probe: list[str], schedule: str) -> None:
+    for name in record + probe:
+        if name not in net.populations:
+            raise ModelError(f"cannot record population '{name}': no such population",
+                             option="--record" if name in record else "--probe")
+    for name in probe:
+        if net.populations[name].kind != "lif":
+            raise ModelError(f"cannot probe population '{name}': it is a {net.populations[name].kind}, without u and v",
+                             option="--probe")
+    if schedule not in schedule_.SCHEDULES:
+        raise ModelError(f"unknown schedule '{schedule}'; expected one of {', '.join(schedule_.SCHEDULES)}")
+
+
 def simulate(
     net: ChipNet,
     inputs,
@@ -166,74 +151,30 @@ def simulate(
     probe: Iterable[str] = (),
     batch_size: int | None = None,
     show_progress: bool = False,
+    schedule: str = "layer",
 ) -> dict[str, np.ndarray]:
-    """Run ``net``; return ``{pop: (samples, steps, *shape)}`` outputs and ``{pop.u, pop.v}`` probes.
+    """Run ``net``; return ``{pop: (samples, steps, *shape)}`` outputs and ``{pop.u, pop.v}`` probes (int64).
 
     ``inputs``: user values per input population (an array if there is one), ``(samples, *shape)``
     held for ``steps`` or ``(samples, steps, *shape)``; they become payloads ``round(x * scale)``.
     ``record``: populations whose outputs (spikes 0/1, or graded payloads) to return (default:
     the network outputs). ``probe``: LIF populations whose u and v to return as well.
+    ``batch_size``: samples per run (default all, fewer if the memory budget requires).
+    ``schedule``: ``"layer"`` or ``"step"``, the order of computation (same results).
     """
     record = list(net.outputs) if record is None else list(record)
     probe = list(probe)
-    for name in record + probe:
-        if name not in net.populations:
-            raise ModelError(f"cannot record population '{name}': no such population",
-                             option="--record" if name in record else "--probe")
-    for name in probe:
-        if net.populations[name].kind != "lif":
-            raise ModelError(f"cannot probe population '{name}': it is a {net.populations[name].kind}, without u and v",
-                             option="--probe")
+    _check_names(net, record, probe, schedule)
     samples, steps_asked = _extent(net, inputs, steps)
-    chunk = min(batch_size or samples, samples) or 1
-    consumers = estimate_bytes(net, samples, chunk, steps_asked, record, probe)
-    memory.check(sum(b for b, _ in consumers), f"simulating {samples} samples x {steps_asked} steps",
-                 file=net.source or None, hint=f"the largest consumer is {consumers[0][1]} ({memory.fmt(consumers[0][0])}); "
-                      "use a smaller --batch-size, fewer samples or fewer steps")
+    schedule, chunk = _fit(net, samples, steps_asked, batch_size, record, probe, schedule)
     data, steps, samples = payloads(net, inputs, steps)
+    known = _known(net)
+    known.plan = known.plan or schedule_.Plan(net, known.structure)
     results: dict[str, np.ndarray] = {}
     for start in progress.bar(range(0, samples, chunk), "chip simulator", "batch", show_progress):
-        part = {n: p[start : start + chunk] for n, p in data.items()}
-        for key, values in _run(net, part, steps, record, probe).items():
-            results.setdefault(key, np.zeros((samples, *values.shape[1:]), dtype=values.dtype))[start : start + chunk] = values
+        part = {n: p[start : start + chunk].transpose(0, 1).contiguous() for n, p in data.items()}
+        size = next(iter(part.values())).shape[1]
+        for key, values in schedule_.run(known.plan, part, steps, record, probe, schedule).items():
+            values = values.expand(steps, size, *values.shape[2:]).transpose(0, 1).numpy()
+            results.setdefault(key, np.zeros((samples, *values.shape[1:]), dtype=np.int64))[start : start + size] = values
     return results
-
-
-def _run(net: ChipNet, payloads: dict[str, torch.Tensor], steps: int, record, probe) -> dict[str, np.ndarray]:
-    batch = next(iter(payloads.values())).shape[0]
-    groups = [_Group(net, g, batch) for g in net.groups]
-    incoming = {name: [grp for grp in groups if grp.g.dst == name] for name in net.populations}
-    state, bias = {}, {}
-    for name, pop in net.populations.items():
-        if pop.kind == "lif":
-            state[name] = (torch.zeros((batch, *pop.shape), dtype=torch.int32),) * 2
-            mant = np.zeros(pop.shape) if pop.bias_mant is None else pop.bias_mant
-            effective = loihi.effective_bias(mant, pop.bias_exp).astype(np.int32)
-            bias[name] = torch.as_tensor(effective) if effective.any() else None
-    out = {k: torch.zeros((batch, steps, *net.populations[k].shape), dtype=torch.int32) for k in record}
-    probes = {f"{p}.{var}": torch.zeros((batch, steps, *net.populations[p].shape), dtype=torch.int32)
-              for p in probe for var in ("u", "v")}
-    for t in range(steps):
-        arriving = {grp.g.name: grp.deliver() for grp in groups}
-        sent = {}
-        for name, pop in net.populations.items():
-            if pop.kind == "input":
-                sent[name] = payloads[name][:, t]
-                continue
-            terms = [arriving[grp.g.name] for grp in incoming[name]]
-            a_in = terms[0] if terms else torch.zeros((batch, *pop.shape), dtype=torch.int32)
-            for term in terms[1:]:
-                a_in = a_in + term  # int32, wrapping as Lava's summed ports do
-            if pop.kind == "relay":
-                sent[name] = loihi.relay_step(a_in, pop.vth)
-                continue
-            u, v, spikes = loihi.lif_step(*state[name], a_in, pop.du, pop.dv, bias[name], pop.vth, pop.vsub)
-            state[name] = (u, v)
-            sent[name] = spikes.to(torch.int32)
-            if name in probe:
-                probes[f"{name}.u"][:, t], probes[f"{name}.v"][:, t] = u, v
-        for grp in groups:
-            grp.compute(sent[grp.g.src])
-        for name in record:
-            out[name][:, t] = sent[name]
-    return {k: v.numpy().astype(np.int64) for k, v in {**out, **probes}.items()}

@@ -299,6 +299,9 @@ def _check_connection(g: SynapseGroup, src: Population, dst: Population) -> None
     if g.kind == "sparse":
         _integers(g.rows, 0, dst.size - 1, "rows", g.name)
         _integers(g.cols, 0, src.size - 1, "cols", g.name)
+        flat = np.asarray(g.rows, dtype=np.int64) * src.size + np.asarray(g.cols, dtype=np.int64)
+        if np.unique(flat).size != flat.size:  # Lava's CSR would sum them; keep one synapse per pair
+            raise IRError("sparse synapses repeat a (row, col) pair", node=g.name)
     if g.kind == "conv" and not _conv_fits(g, src.shape, dst.shape):
         raise IRError(f"conv weights {np.shape(g.weights)} (groups {g.groups}) do not connect {src.shape} -> {dst.shape}",
                       node=g.name)
