@@ -214,7 +214,6 @@ def test_sizes():
 
 
 def test_sparse_synapses_may_not_repeat_a_pair():
-
     pops = {"a": Population("a", "input", (3,)), "b": Population("b", "lif", (2,), vth=1)}
     twice = SynapseGroup("b<-a", "sparse", "a", "b", np.array([1, 2]), rows=np.array([0, 0]), cols=np.array([1, 1]))
     with pytest.raises(IRError, match=r"node 'b<-a': sparse synapses repeat a \(row, col\) pair"):

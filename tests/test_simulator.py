@@ -50,11 +50,19 @@ def variant(net: ChipNet, *, split: bool, recurrent: bool, bias: bool) -> ChipNe
 
 
 def assert_schedules_agree(net: ChipNet, x: np.ndarray, record: list[str], probe: list[str]) -> dict:
-    layer = simulator.simulate(net, x, record=record, probe=probe, schedule="layer")
-    step = simulator.simulate(net, x, record=record, probe=probe, schedule="step")
-    assert sorted(layer) == sorted(step) == sorted(record + [f"{p}.{v}" for p in probe for v in "uv"])
+    """Both schedules give the same records, probes and activity tallies; the tallies count the records."""
+    rng = np.random.default_rng(1)
+    weights = {p: rng.integers(0, 9, net.populations[p].size) for p in record}
+    layer = simulator.simulate(net, x, record=record, probe=probe, schedule="layer", activity=weights)
+    step = simulator.simulate(net, x, record=record, probe=probe, schedule="step", activity=weights)
+    tallies = [f"{p}:{what}" for p in record for what in ("messages", "weighted")]
+    assert sorted(layer) == sorted(step) == sorted(record + [f"{p}.{v}" for p in probe for v in "uv"] + tallies)
     for key in step:
         np.testing.assert_array_equal(layer[key], step[key], err_msg=key)
+    for p in record:
+        per_neuron = (layer[p] != 0).sum(1).reshape(len(x), -1)
+        np.testing.assert_array_equal(layer[f"{p}:messages"], per_neuron.sum(1), err_msg=p)
+        np.testing.assert_array_equal(layer[f"{p}:weighted"], per_neuron @ weights[p], err_msg=p)
     return layer
 
 
@@ -85,7 +93,7 @@ def _parts_net(kind: str, n: int, exps: list[int], bits: int, stress: bool, rng)
             groups.append(SynapseGroup(f"g{i}", "dense", "s", "d", rng.integers(-256, 256, (7, 12)) // step * step,
                                        weight_exp=exp))
         else:
-            rows, cols = rng.integers(0, 7, n), rng.integers(0, 12, n)
+            rows, cols = np.divmod(rng.permutation(7 * 12)[:n], 12)  # distinct (row, col) pairs
             groups.append(SynapseGroup(f"g{i}", "sparse", "s", "d", rng.integers(-256, 256, n) // step * step,
                                        rows=rows, cols=cols, weight_exp=exp))
     pops = {"s": src, "d": Population("d", "relay", dst_shape, payload_bits=24)}
@@ -124,8 +132,8 @@ def test_sign_split_halves_become_one_op():
 def test_large_sparse_population_runs_without_dense_matrices(diagonal):
     """200,000 neurons: a dense (dst, src) matrix would take 320 GB; the estimate and the run stay small."""
     n, rng = 200_000, np.random.default_rng(0)
-    rows = np.arange(n) if diagonal else rng.integers(0, n, 2 * n)
-    cols = np.arange(n) if diagonal else rng.integers(0, n, 2 * n)
+    pairs = rng.permutation(np.unique(rng.integers(0, n * n, 2 * n)))  # distinct (row, col) pairs
+    rows, cols = (np.arange(n), np.arange(n)) if diagonal else np.divmod(pairs, n)
     pops = {"in": Population("in", "input", (n,)), "a": Population("a", "lif", (n,), vth=20, dv=64)}
     group = SynapseGroup("sp", "sparse", "in", "a", rng.integers(1, 256, len(rows)), rows=rows, cols=cols,
                          delays=rng.integers(0, 3, len(rows)))

@@ -21,6 +21,7 @@ import torch
 
 from snn2chip import memory, progress
 from snn2chip.backends.sim import footprint, schedule as schedule_
+from snn2chip.backends.sim.tally import Tally
 from snn2chip.chip.ir import ChipNet
 from snn2chip.errors import ModelError
 from snn2chip.frontend import shapes
@@ -152,6 +153,7 @@ def simulate(
     batch_size: int | None = None,
     show_progress: bool = False,
     schedule: str = "layer",
+    activity: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``net``; return ``{pop: (samples, steps, *shape)}`` outputs and ``{pop.u, pop.v}`` probes (int64).
 
@@ -161,6 +163,9 @@ def simulate(
     the network outputs). ``probe``: LIF populations whose u and v to return as well.
     ``batch_size``: samples per run (default all, fewer if the memory budget requires).
     ``schedule``: ``"layer"`` or ``"step"``, the order of computation (same results).
+    ``activity``: per population a weight per neuron (flat); adds ``NAME:messages`` (its non-zero
+    outputs over all steps) and ``NAME:weighted`` (their sum of weights) per sample, ``(samples,)``,
+    counted as the run goes, so nothing needs recording (:mod:`snn2chip.backends.sim.tally`).
     """
     record = list(net.outputs) if record is None else list(record)
     probe = list(probe)
@@ -174,7 +179,10 @@ def simulate(
     for start in progress.bar(range(0, samples, chunk), "chip simulator", "batch", show_progress):
         part = {n: p[start : start + chunk].transpose(0, 1).contiguous() for n, p in data.items()}
         size = next(iter(part.values())).shape[1]
-        for key, values in schedule_.run(known.plan, part, steps, record, probe, schedule).items():
+        tally = Tally({p: torch.as_tensor(w, dtype=torch.float64).reshape(-1) for p, w in (activity or {}).items()}, size)
+        for key, values in schedule_.run(known.plan, part, steps, record, probe, schedule, tally).items():
             values = values.expand(steps, size, *values.shape[2:]).transpose(0, 1).numpy()
             results.setdefault(key, np.zeros((samples, *values.shape[1:]), dtype=np.int64))[start : start + size] = values
+        for key, values in tally.results().items():
+            results.setdefault(key, np.zeros(samples, dtype=values.numpy().dtype))[start : start + size] = values.numpy()
     return results

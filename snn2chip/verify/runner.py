@@ -104,23 +104,24 @@ class Result:
 
 def _activity(net: ChipNet, x: np.ndarray, steps: int, keep: int, everywhere: list[str], probe: list[str],
               bar) -> tuple[dict, dict]:
-    """Per population: spikes (non-zero messages) per sample; and the full chip records of the
-    first ``keep`` samples plus every sample's records named in ``everywhere``."""
+    """Per population and sample: messages (non-zero outputs) and the synaptic operations they
+    cause, counted while the simulator runs; the records named in ``everywhere`` for every sample
+    and, for the first ``keep`` samples, of every population (for the whole-network Lava check)."""
     fans = {p: [fanout(net, g) for g in net.groups if g.src == p] for p in net.populations}
+    weights = {p: sum(f, np.zeros(net.populations[p].size, np.int64)) for p, f in fans.items()}
     spikes = {p: np.zeros(len(x), dtype=np.int64) for p in net.populations}
     synops = {p: np.zeros(len(x), dtype=np.int64) for p in net.populations}
     kept: dict[str, list[np.ndarray]] = {}
-    outputs = set(everywhere)
     for start in range(0, len(x), CHUNK):
         part = fidelity.chip_inputs(net, x[start : start + CHUNK], steps)
-        records = simulator.simulate(net, part, record=list(net.populations), probe=probe)
+        record = list(net.populations) if start < keep else [p for p in dict.fromkeys(everywhere) if p in net.populations]
+        records = simulator.simulate(net, part, record=record, probe=probe, activity=weights)
         for p in net.populations:
-            counts = (records[p] != 0).sum(1).reshape(len(part), -1)
-            spikes[p][start : start + len(part)] = counts.sum(1)
-            synops[p][start : start + len(part)] = sum((counts @ f for f in fans[p]), np.zeros(len(part), np.int64))
+            spikes[p][start : start + len(part)] = records.pop(f"{p}:messages")
+            synops[p][start : start + len(part)] = records.pop(f"{p}:weighted").round().astype(np.int64)
         for key, values in records.items():
-            if key in outputs or start < keep:
-                kept.setdefault(key, []).append(values if key in outputs else values[: keep - start])
+            if key in everywhere or start < keep:
+                kept.setdefault(key, []).append(values if key in everywhere else values[: keep - start])
         bar.update(len(part))
     return {"spikes": spikes, "synops": synops, "fans": fans}, {k: np.concatenate(v) for k, v in kept.items()}
 

@@ -28,6 +28,7 @@ import torch
 
 from snn2chip.backends.sim import ops as ops_
 from snn2chip.backends.sim.neurons import Neurons, output_dtype
+from snn2chip.backends.sim.tally import Tally
 from snn2chip.chip.ir import ChipNet
 
 SCHEDULES = ("layer", "step")
@@ -90,12 +91,13 @@ class Plan:
 
 
 def run(plan: Plan, payloads: dict[str, torch.Tensor], steps: int, record: list[str], probe: list[str],
-        schedule: str) -> dict[str, torch.Tensor]:
+        schedule: str, tally: Tally | None = None) -> dict[str, torch.Tensor]:
     """Records ``(steps, batch or 1, *shape)`` of ``record`` and ``NAME.u``/``NAME.v`` of ``probe``
-    from input ``payloads`` ``(steps, batch, *shape)``."""
+    from input ``payloads`` ``(steps, batch, *shape)``; every population's output is added to ``tally``."""
     batch = next(iter(payloads.values())).shape[1]
     neurons = plan.neurons(batch, steps, probe)
-    outputs = (_layer if schedule == "layer" else _step)(plan, payloads, neurons, steps, record)
+    tally = tally or Tally({}, batch)
+    outputs = (_layer if schedule == "layer" else _step)(plan, payloads, neurons, steps, record, tally)
     results = {p: outputs[p] for p in record}
     for p in probe:
         results[f"{p}.u"], results[f"{p}.v"] = neurons[p].probes["u"], neurons[p].probes["v"]
@@ -103,9 +105,11 @@ def run(plan: Plan, payloads: dict[str, torch.Tensor], steps: int, record: list[
 
 
 def _step_through(plan: Plan, members: tuple[str, ...], neurons: dict[str, Neurons], history: dict[str, torch.Tensor],
-                  steps: int, inside: set[str] | None = None, outside: dict[str, torch.Tensor] | None = None) -> None:
+                  steps: int, inside: set[str] | None = None, outside: dict[str, torch.Tensor] | None = None,
+                  tally: Tally | None = None) -> None:
     """Run ``members`` step by step; ``history[p][t % len]`` holds p's output of step t. Only ops
-    from ``inside`` (default: all) are applied; ``outside`` holds the other inputs, every step."""
+    from ``inside`` (default: all) are applied; ``outside`` holds the other inputs, every step.
+    Each step's outputs are added to ``tally`` when given."""
     for t in range(steps):
         for p in members:
             a_in = outside[p][t] if outside is not None else neurons[p].zero
@@ -113,17 +117,21 @@ def _step_through(plan: Plan, members: tuple[str, ...], neurons: dict[str, Neuro
                 if t >= op.lag and (inside is None or op.src in inside):
                     source = history[op.src]
                     a_in = a_in + op(source[(t - op.lag) % len(source)])  # int32, wrapping as Lava's summed ports
-            history[p][t % len(history[p])] = neurons[p].step(t, a_in)
+            history[p][t % len(history[p])] = out = neurons[p].step(t, a_in)
+            if tally is not None:
+                tally.add(p, out.unsqueeze(0))
 
 
-def _step(plan: Plan, payloads, neurons, steps: int, record: list[str]) -> dict[str, torch.Tensor]:
+def _step(plan: Plan, payloads, neurons, steps: int, record: list[str], tally: Tally) -> dict[str, torch.Tensor]:
     batch = next(iter(payloads.values())).shape[1]
     history = {}
     for p, pop in plan.populations.items():
         depth = steps if p in record else plan.structure.lag[p] + 1  # + 1: read after this step's update
         history[p] = payloads[p] if pop.kind == "input" else torch.zeros(
             (depth, plan.batch(p, batch), *pop.shape), dtype=output_dtype(pop))
-    _step_through(plan, tuple(p for p in plan.populations if p not in payloads), neurons, history, steps)
+    for p in payloads:
+        tally.add(p, payloads[p])
+    _step_through(plan, tuple(p for p in plan.populations if p not in payloads), neurons, history, steps, tally=tally)
     return history
 
 
@@ -164,7 +172,7 @@ def _inputs(plan: Plan, p: str, ops: list[ops_.Op], outputs, spans, steps: int, 
     return functools.reduce(torch.add, sums.values()).expand(steps - start, batch, *shape), start
 
 
-def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str]) -> dict[str, torch.Tensor]:
+def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str], tally: Tally) -> dict[str, torch.Tensor]:
     batch, s = next(iter(payloads.values())).shape[1], plan.structure
     outputs, spans = {}, {}
     for i, comp in enumerate(s.components):
@@ -176,6 +184,8 @@ def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str]) -> dict
             p = comp[0]
             outputs[p] = neurons[p].run(*_inputs(plan, p, plan.into[p], outputs, spans, steps, plan.batch(p, batch)))
         spans.update({p: _span(outputs[p]) for p in comp})
+        for p in comp:
+            tally.add(p, outputs[p])
         for src in {op.src for p in comp for op in plan.into[p]} | set(comp):
             if s.last_use[src] == i and src not in record:
                 del outputs[src]
