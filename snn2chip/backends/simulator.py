@@ -154,6 +154,7 @@ def simulate(
     show_progress: bool = False,
     schedule: str = "layer",
     activity: Mapping[str, np.ndarray] | None = None,
+    windows: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``net``; return ``{pop: (samples, steps, *shape)}`` outputs and ``{pop.u, pop.v}`` probes (int64).
 
@@ -166,6 +167,8 @@ def simulate(
     ``activity``: per population a weight per neuron (flat); adds ``NAME:messages`` (its non-zero
     outputs over all steps) and ``NAME:weighted`` (their sum of weights) per sample, ``(samples,)``,
     counted as the run goes, so nothing needs recording (:mod:`snn2chip.backends.sim.tally`).
+    ``windows``: per recorded population the steps ``[start, stop)`` to return, as int8 for
+    binary spikes (the rest of the steps is not kept past the run).
     """
     record = list(net.outputs) if record is None else list(record)
     probe = list(probe)
@@ -181,8 +184,10 @@ def simulate(
         size = next(iter(part.values())).shape[1]
         tally = Tally({p: torch.as_tensor(w, dtype=torch.float64).reshape(-1) for p, w in (activity or {}).items()}, size)
         for key, values in schedule_.run(known.plan, part, steps, record, probe, schedule, tally).items():
-            values = values.expand(steps, size, *values.shape[2:]).transpose(0, 1).numpy()
-            results.setdefault(key, np.zeros((samples, *values.shape[1:]), dtype=np.int64))[start : start + size] = values
+            first, stop = (windows or {}).get(key, (0, steps))
+            values = values[first:stop].expand(stop - first, size, *values.shape[2:]).transpose(0, 1).numpy()
+            dtype = np.int8 if key in (windows or {}) and not net.populations[key].payload_bits else np.int64
+            results.setdefault(key, np.zeros((samples, *values.shape[1:]), dtype=dtype))[start : start + size] = values
         for key, values in tally.results().items():
             results.setdefault(key, np.zeros(samples, dtype=values.numpy().dtype))[start : start + size] = values.numpy()
     return results

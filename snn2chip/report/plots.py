@@ -36,9 +36,10 @@ def firing_rates(layers: Sequence[LayerFidelity], path: str | Path) -> None:
     plt.close(fig)
 
 
-def raster(spikes: dict[str, np.ndarray], depth: int, path: str | Path) -> None:
-    """Spike raster of one sample on chip: ``spikes`` per layer ``(chip steps, *shape)``, layers
-    stacked bottom to top; the dashed line marks the pipeline depth."""
+def raster(spikes: dict[str, np.ndarray], path: str | Path) -> None:
+    """Spike raster of one sample on chip: ``spikes`` per layer ``(steps, *shape)``, each layer's
+    steps aligned with the float steps (chip step minus the layer's depth), layers stacked
+    bottom to top."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     offset, ticks = 0, []
@@ -49,10 +50,9 @@ def raster(spikes: dict[str, np.ndarray], depth: int, path: str | Path) -> None:
         ticks.append((offset + flat.shape[1] / 2, name))
         offset += flat.shape[1]
         ax.axhline(offset, color="0.85", linewidth=0.5)
-    ax.axvline(depth - 0.5, color="0.5", linestyle="--", linewidth=0.8)
     ax.set_yticks([t for t, _ in ticks], [n for _, n in ticks], fontsize=6)
-    ax.set_xlabel("chip time step")
-    ax.set_title("Spike raster of sample 0 on chip\n(dashed line: pipeline depth, where outputs begin)", fontsize=10)
+    ax.set_xlabel("time step (each layer's chip steps shifted by its depth)")
+    ax.set_title("Spike raster of sample 0 on chip", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -39,8 +39,7 @@ def chip_prediction(net: ChipNet, key: str, values: np.ndarray, steps: int) -> n
     ``key`` (see :func:`readout`): over the output's ``steps`` aligned steps, the largest membrane
     at the last step (``NAME.v``), else the largest sum over time."""
     out = key.removesuffix(".v")
-    start = net.depth[out]
-    window = values[:, start : start + steps].reshape(values.shape[0], steps, -1)
+    window = aligned(net, out, values, steps).reshape(values.shape[0], steps, -1)
     return (window[:, -1] if key != out else window.sum(1)).argmax(1)
 
 
@@ -61,7 +60,6 @@ def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float
     (the spiking populations and the read-out's :func:`readout` key), when already run. Returns
     ``(float_spikes, chip_spikes, float_pred, chip_pred)``.
     """
-    depth = net.depth
     spiking = spiking_populations(graph, net)
     out, key = readout(graph, net)
     integrating = key != out
@@ -69,13 +67,26 @@ def predictions(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float
     floats = reference.run(graph, x, steps, dt=dt, record=record)
     if chips is None:
         chips = simulator.simulate(net, chip_inputs(net, x, steps), record=spiking + ([] if integrating else [out]),
-                                   probe=[out] if integrating else [])
+                                   probe=[out] if integrating else [], windows=windows(net, spiking, steps, out))
     float_out = floats[net.populations[out].source].reshape(x.shape[0], steps, -1)
     float_pred = (float_out[:, -1] if integrating else float_out.sum(1)).argmax(1)
     chip_pred = chip_prediction(net, key, chips[key], steps)
     float_spikes = {p: floats[net.populations[p].source] for p in spiking}
-    chip_spikes = {p: chips[p][:, depth[p] : depth[p] + steps] for p in spiking}
+    chip_spikes = {p: aligned(net, p, chips[p], steps) for p in spiking}
     return float_spikes, chip_spikes, float_pred, chip_pred
+
+
+def windows(net: ChipNet, populations: list[str], steps: int, keep: str | None = None) -> dict[str, tuple[int, int]]:
+    """Per population (except ``keep``, recorded in full) the chip steps aligned with the float
+    steps: ``[depth, depth + steps)``."""
+    return {p: (net.depth[p], net.depth[p] + steps) for p in populations if p != keep}
+
+
+def aligned(net: ChipNet, name: str, values: np.ndarray, steps: int) -> np.ndarray:
+    """The aligned ``steps`` of a chip record ``(samples, steps or steps + D, *shape)``: already
+    aligned when it has ``steps`` steps (a non-input population has D >= 1)."""
+    start = 0 if values.shape[1] == steps else net.depth[name]
+    return values[:, start : start + steps]
 
 
 def fidelity(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None,

@@ -106,8 +106,11 @@ def _activity(net: ChipNet, x: np.ndarray, steps: int, keep: int, everywhere: li
               bar) -> tuple[dict, dict]:
     """Per population and sample: messages (non-zero outputs) and the synaptic operations they
     cause, counted while the simulator runs; the records named in ``everywhere`` for every sample
-    and, for the first ``keep`` samples, of every population (for the whole-network Lava check)."""
+    (of non-output populations only their steps aligned with the float steps, as int8, when
+    ``keep`` is 0), or of every population in full for the first ``keep`` samples (for the
+    whole-network Lava check)."""
     fans = {p: [fanout(net, g) for g in net.groups if g.src == p] for p in net.populations}
+    outputs = set(net.outputs)  # recorded in full (golden files)
     weights = {p: sum(f, np.zeros(net.populations[p].size, np.int64)) for p, f in fans.items()}
     spikes = {p: np.zeros(len(x), dtype=np.int64) for p in net.populations}
     synops = {p: np.zeros(len(x), dtype=np.int64) for p in net.populations}
@@ -115,7 +118,8 @@ def _activity(net: ChipNet, x: np.ndarray, steps: int, keep: int, everywhere: li
     for start in range(0, len(x), CHUNK):
         part = fidelity.chip_inputs(net, x[start : start + CHUNK], steps)
         record = list(net.populations) if start < keep else [p for p in dict.fromkeys(everywhere) if p in net.populations]
-        records = simulator.simulate(net, part, record=record, probe=probe, activity=weights)
+        windows = fidelity.windows(net, [p for p in record if p not in outputs], steps) if not keep else None
+        records = simulator.simulate(net, part, record=record, probe=probe, activity=weights, windows=windows)
         for p in net.populations:
             spikes[p][start : start + len(part)] = records.pop(f"{p}:messages")
             synops[p][start : start + len(part)] = records.pop(f"{p}:weighted").round().astype(np.int64)
@@ -136,9 +140,11 @@ def _check_memory(graph: Graph, net: ChipNet, samples: int, steps: int, probe: l
     float reference's records must fit the memory budget."""
     chip_steps = steps + net.pipeline_depth
     chunk = min(samples, CHUNK)
-    consumers = simulator.estimate_bytes(net, chunk, chunk, chip_steps, list(net.populations), probe)
-    kept = [*fidelity.spiking_populations(graph, net), *net.outputs, *probe]
-    consumers.append((8 * samples * chip_steps * sum(net.populations[p].size for p in kept),
+    spiking = [p for p in fidelity.spiking_populations(graph, net) if p not in net.outputs]
+    consumers = simulator.estimate_bytes(net, chunk, chunk, chip_steps, [*spiking, *net.outputs], probe)
+    kept = [*spiking, *net.outputs, *probe]
+    consumers.append((samples * steps * sum(net.populations[p].size for p in spiking)
+                      + 8 * samples * chip_steps * sum(net.populations[p].size for p in [*net.outputs, *probe, *probe]),
                       f"the chip records of {len(kept)} populations over {samples} samples"))
     consumers.append((8 * samples * steps * sum(net.populations[p].size for p in kept),
                       f"the float reference's records over {samples} samples"))
@@ -176,7 +182,8 @@ def run(graph: Graph, net: ChipNet, dataset: Dataset, setup: Settings, *, target
             lava = lava_check.network_check(net, x[:lava_samples], steps, records, probe, bar)
     report = _report(net, dataset, setup, target, counts, fid, lava_samples, lava)
     outputs = {k: records[k].astype(np.int32) for k in outputs}
-    raster = {layer.population: records[layer.population][0] for layer in fid.layers}
+    raster = {layer.population: fidelity.aligned(net, layer.population, records[layer.population], steps)[0]
+              for layer in fid.layers}
     return Result(report, outputs, fidelity.chip_prediction(net, key, records[key], steps), raster, _digest(x))
 
 
@@ -256,4 +263,4 @@ def write_dir(out_dir: str | Path, report: VerifyReport, result: Result, inputs=
     with atomic_dir(out_dir, "verify", inputs) as tmp:
         (tmp / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
         plots.firing_rates(report.layers, tmp / "rates.png")
-        plots.raster(result.raster, report.pipeline_depth, tmp / "raster.png")
+        plots.raster(result.raster, tmp / "raster.png")
