@@ -59,6 +59,11 @@ def assert_schedules_agree(net: ChipNet, x: np.ndarray, record: list[str], probe
     assert sorted(layer) == sorted(step) == sorted(record + [f"{p}.{v}" for p in probe for v in "uv"] + tallies)
     for key in step:
         np.testing.assert_array_equal(layer[key], step[key], err_msg=key)
+    windows = {p: (1, 3) for p in record if not net.populations[p].payload_bits}  # binary ones: int8
+    for order in ("layer", "step"):
+        cut = simulator.simulate(net, x, record=record, schedule=order, windows=windows)
+        for p, (first, stop) in windows.items():
+            assert cut[p].dtype == np.int8 and np.array_equal(cut[p], layer[p][:, first:stop]), (order, p)
     for p in record:
         per_neuron = (layer[p] != 0).sum(1).reshape(len(x), -1)
         np.testing.assert_array_equal(layer[f"{p}:messages"], per_neuron.sum(1), err_msg=p)

@@ -90,13 +90,15 @@ def _known(net: ChipNet) -> _Known:
 
 
 def estimate_bytes(net: ChipNet, samples: int, chunk: int, steps: int, record: list[str],
-                   probe: list[str], schedule: str = "layer") -> list[tuple[int, str]]:
+                   probe: list[str], schedule: str = "layer",
+                   windows: Mapping[str, tuple[int, int]] | None = None) -> list[tuple[int, str]]:
     """Peak memory of :func:`simulate` by consumer, ``(bytes, what)``, largest first: each synapse
     group's ops, the run's state in ``schedule`` for ``chunk`` samples (the layer schedule keeps
-    every step of the outputs still to be read), the inputs and the records."""
+    every step of the outputs still to be read), the inputs and the records (``windows`` as for
+    :func:`simulate`)."""
     known = _known(net)
     return footprint.consumers(net, known.structure, known.groups, samples, chunk, steps, list(record), list(probe),
-                               schedule)
+                               schedule, windows)
 
 
 def _extent(net: ChipNet, inputs, steps: int | None) -> tuple[int, int]:
@@ -110,7 +112,7 @@ def _extent(net: ChipNet, inputs, steps: int | None) -> tuple[int, int]:
 
 
 def _fit(net: ChipNet, samples: int, steps: int, batch_size: int | None, record: list[str], probe: list[str],
-         schedule: str) -> tuple[str, int]:
+         schedule: str, windows: Mapping[str, tuple[int, int]] | None = None) -> tuple[str, int]:
     """The schedule and chunk of samples to run: as asked if that fits the memory budget; else, when
     no batch size was given, the layer schedule on fewer samples at a time, or the step schedule
     (same results). Refuses with the asked configuration's largest consumer."""
@@ -121,9 +123,9 @@ def _fit(net: ChipNet, samples: int, steps: int, batch_size: int | None, record:
         tries.append(("step", chunk))
     budget = memory.budget()
     for sched, c in tries:
-        if sum(b for b, _ in estimate_bytes(net, samples, c, steps, record, probe, sched)) <= budget:
+        if sum(b for b, _ in estimate_bytes(net, samples, c, steps, record, probe, sched, windows)) <= budget:
             return sched, c
-    consumers = estimate_bytes(net, samples, chunk, steps, record, probe, schedule)
+    consumers = estimate_bytes(net, samples, chunk, steps, record, probe, schedule, windows)
     memory.check(sum(b for b, _ in consumers), f"simulating {samples} samples x {steps} steps", file=net.source or None,
                  hint=f"the largest consumer is {consumers[0][1]} ({memory.fmt(consumers[0][0])}); "
                       "use a smaller --batch-size, fewer samples or fewer steps")
@@ -174,7 +176,7 @@ def simulate(
     probe = list(probe)
     _check_names(net, record, probe, schedule)
     samples, steps_asked = _extent(net, inputs, steps)
-    schedule, chunk = _fit(net, samples, steps_asked, batch_size, record, probe, schedule)
+    schedule, chunk = _fit(net, samples, steps_asked, batch_size, record, probe, schedule, windows)
     data, steps, samples = payloads(net, inputs, steps)
     known = _known(net)
     known.plan = known.plan or schedule_.Plan(net, known.structure)
@@ -183,9 +185,10 @@ def simulate(
         part = {n: p[start : start + chunk].transpose(0, 1).contiguous() for n, p in data.items()}
         size = next(iter(part.values())).shape[1]
         tally = Tally({p: torch.as_tensor(w, dtype=torch.float64).reshape(-1) for p, w in (activity or {}).items()}, size)
-        for key, values in schedule_.run(known.plan, part, steps, record, probe, schedule, tally).items():
+        for key, values in schedule_.run(known.plan, part, steps, record, probe, schedule, tally, windows).items():
             first, stop = (windows or {}).get(key, (0, steps))
-            values = values[first:stop].expand(stop - first, size, *values.shape[2:]).transpose(0, 1).numpy()
+            values = values[first:stop] if len(values) == steps else values  # the layer schedule cut it already
+            values = values.expand(stop - first, size, *values.shape[2:]).transpose(0, 1).numpy()
             dtype = np.int8 if key in (windows or {}) and not net.populations[key].payload_bits else np.int64
             results.setdefault(key, np.zeros((samples, *values.shape[1:]), dtype=dtype))[start : start + size] = values
         for key, values in tally.results().items():

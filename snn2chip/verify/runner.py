@@ -141,7 +141,8 @@ def _check_memory(graph: Graph, net: ChipNet, samples: int, steps: int, probe: l
     chip_steps = steps + net.pipeline_depth
     chunk = min(samples, CHUNK)
     spiking = [p for p in fidelity.spiking_populations(graph, net) if p not in net.outputs]
-    consumers = simulator.estimate_bytes(net, chunk, chunk, chip_steps, [*spiking, *net.outputs], probe)
+    consumers = simulator.estimate_bytes(net, chunk, chunk, chip_steps, [*spiking, *net.outputs], probe,
+                                         windows=fidelity.windows(net, spiking, steps))
     kept = [*spiking, *net.outputs, *probe]
     consumers.append((samples * steps * sum(net.populations[p].size for p in spiking)
                       + 8 * samples * chip_steps * sum(net.populations[p].size for p in [*net.outputs, *probe, *probe]),

@@ -3,6 +3,8 @@ before anything is built (docs/architecture.md §9). Upper estimates in bytes.""
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from snn2chip.backends.sim.ops import delay_values
 from snn2chip.backends.sim.schedule import OP_ELEMENTS, Structure
 from snn2chip.chip.ir import ChipNet, SynapseGroup
@@ -50,14 +52,17 @@ def step_bytes(net: ChipNet, s: Structure, chunk: int, steps: int, record: list[
     return rings + state + probes + max(_work(net, s, batch, 1).values(), default=0)
 
 
-def layer_bytes(net: ChipNet, s: Structure, chunk: int, steps: int, record: list[str], probe: list[str]) -> int:
+def layer_bytes(net: ChipNet, s: Structure, chunk: int, steps: int, record: list[str], probe: list[str],
+                windows: Mapping[str, tuple[int, int]] | None = None) -> int:
     """The layer schedule at its peak: the outputs of every step of the populations still to be
-    read (or recorded), probes, and the working memory of the component running."""
+    read (or recorded; only their ``windows`` steps once read), probes, and the working memory of
+    the component running."""
     batch, step = _sizes(net, s, chunk)
     work = _work(net, s, batch, steps)
     freed = [0] * len(s.components)
     for p, i in s.last_use.items():
-        freed[i] += 0 if p in record else steps * step[p]
+        kept = steps if p in record and p not in (windows or {}) else _length(windows, p) if p in record else 0
+        freed[i] += (steps - kept) * step[p]
     live = sum(8 * steps * batch[p] * s.size[p] for p in probe)
     peak = 0
     for i, comp in enumerate(s.components):
@@ -67,22 +72,34 @@ def layer_bytes(net: ChipNet, s: Structure, chunk: int, steps: int, record: list
     return peak
 
 
+def _length(windows: Mapping[str, tuple[int, int]] | None, name: str, default: int = 0) -> int:
+    """Steps in ``name``'s window (``default`` without one)."""
+    first, stop = (windows or {}).get(name, (0, default))
+    return stop - first
+
+
 def weights(net: ChipNet) -> list[tuple[int, str]]:
     """``(bytes, what)`` of building and keeping each group's ops."""
     return [(group_bytes(g), f"synapse group '{g.name}'") for g in net.groups]
 
 
 def consumers(net: ChipNet, s: Structure, groups: list[tuple[int, str]], samples: int, chunk: int, steps: int,
-              record: list[str], probe: list[str], schedule: str) -> list[tuple[int, str]]:
+              record: list[str], probe: list[str], schedule: str,
+              windows: Mapping[str, tuple[int, int]] | None = None) -> list[tuple[int, str]]:
     """Peak memory by consumer, ``(bytes, what)``, largest first: each group's ops (``groups``, from
     :func:`weights`), the run's state in ``schedule`` (:mod:`snn2chip.backends.sim.schedule`), the
-    inputs and the records."""
+    inputs and the records (int8 ``windows`` of binary populations)."""
     found = list(groups)
-    run = (layer_bytes if schedule == "layer" else step_bytes)(net, s, chunk, steps, record, probe)
+    if schedule == "layer":
+        run = layer_bytes(net, s, chunk, steps, record, probe, windows)
+    else:
+        run = step_bytes(net, s, chunk, steps, record, probe)
     found.append((run, f"the state of {sum(s.size.values()):,} neurons for {chunk} samples"))
     inputs = sum(s.size[n] for n in net.inputs)
     found.append((12 * samples * steps * inputs, f"the inputs of {samples} samples x {steps} steps"))
-    recorded = sum(s.size[n] for n in record) + 2 * sum(s.size[n] for n in probe)
-    found.append((12 * (samples + chunk) * steps * recorded,
+    full = [n for n in record if n not in (windows or {})]
+    recorded = (12 * steps * (sum(s.size[n] for n in full) + 2 * sum(s.size[n] for n in probe))
+                + 9 * sum(s.size[n] * _length(windows, n) for n in record if n not in full))
+    found.append(((samples + chunk) * recorded,
                   f"the records of {len(record) + 2 * len(probe)} populations over {samples} samples x {steps} steps"))
     return sorted(found, reverse=True)

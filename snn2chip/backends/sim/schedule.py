@@ -91,13 +91,19 @@ class Plan:
 
 
 def run(plan: Plan, payloads: dict[str, torch.Tensor], steps: int, record: list[str], probe: list[str],
-        schedule: str, tally: Tally | None = None) -> dict[str, torch.Tensor]:
+        schedule: str, tally: Tally | None = None, windows: dict[str, tuple[int, int]] | None = None
+        ) -> dict[str, torch.Tensor]:
     """Records ``(steps, batch or 1, *shape)`` of ``record`` and ``NAME.u``/``NAME.v`` of ``probe``
-    from input ``payloads`` ``(steps, batch, *shape)``; every population's output is added to ``tally``."""
+    from input ``payloads`` ``(steps, batch, *shape)``; every population's output is added to
+    ``tally``. The layer schedule keeps only the steps in ``windows`` of a recorded population once
+    it has been read (its record then has that many steps)."""
     batch = next(iter(payloads.values())).shape[1]
     neurons = plan.neurons(batch, steps, probe)
     tally = tally or Tally({}, batch)
-    outputs = (_layer if schedule == "layer" else _step)(plan, payloads, neurons, steps, record, tally)
+    if schedule == "layer":
+        outputs = _layer(plan, payloads, neurons, steps, record, tally, windows or {})
+    else:
+        outputs = _step(plan, payloads, neurons, steps, record, tally)
     results = {p: outputs[p] for p in record}
     for p in probe:
         results[f"{p}.u"], results[f"{p}.v"] = neurons[p].probes["u"], neurons[p].probes["v"]
@@ -172,7 +178,8 @@ def _inputs(plan: Plan, p: str, ops: list[ops_.Op], outputs, spans, steps: int, 
     return functools.reduce(torch.add, sums.values()).expand(steps - start, batch, *shape), start
 
 
-def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str], tally: Tally) -> dict[str, torch.Tensor]:
+def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str], tally: Tally,
+           windows: dict[str, tuple[int, int]]) -> dict[str, torch.Tensor]:
     batch, s = next(iter(payloads.values())).shape[1], plan.structure
     outputs, spans = {}, {}
     for i, comp in enumerate(s.components):
@@ -189,6 +196,9 @@ def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str], tally: 
         for src in {op.src for p in comp for op in plan.into[p]} | set(comp):
             if s.last_use[src] == i and src not in record:
                 del outputs[src]
+            elif s.last_use[src] == i and src in windows:
+                first, stop = windows[src]
+                outputs[src] = outputs[src][first:stop].clone()
     return outputs
 
 
