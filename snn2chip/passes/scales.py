@@ -124,7 +124,7 @@ def choose_scale(n: Neuron, pos: float, neg: float, steps: int, weight: float, r
         ranged.append(MEMORYLESS_INPUT / per_step)
     if n.syn_decay is not None and n.syn_decay < 1:
         per_step /= 1 - n.syn_decay  # the synaptic current accumulates
-    if per_step > 0:
+    if per_step > 0 and not n.relay:  # a relay keeps no u: its payload range bounds it (below)
         ranged.append(U_LIMIT / per_step)
     if n.theta is not None:
         # v before a spike (with reset by subtraction, an input that stays above theta keeps
