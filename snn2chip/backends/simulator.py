@@ -180,16 +180,16 @@ def simulate(
     data, steps, samples = payloads(net, inputs, steps)
     known = _known(net)
     known.plan = known.plan or schedule_.Plan(net, known.structure)
+    windows = dict(windows or {})
+    weights = {p: torch.as_tensor(w, dtype=torch.float64).reshape(-1) for p, w in (activity or {}).items()}
     results: dict[str, np.ndarray] = {}
     for start in progress.bar(range(0, samples, chunk), "chip simulator", "batch", show_progress):
         part = {n: p[start : start + chunk].transpose(0, 1).contiguous() for n, p in data.items()}
         size = next(iter(part.values())).shape[1]
-        tally = Tally({p: torch.as_tensor(w, dtype=torch.float64).reshape(-1) for p, w in (activity or {}).items()}, size)
+        tally = Tally(weights, size)
         for key, values in schedule_.run(known.plan, part, steps, record, probe, schedule, tally, windows).items():
-            first, stop = (windows or {}).get(key, (0, steps))
-            values = values[first:stop] if len(values) == steps else values  # the layer schedule cut it already
-            values = values.expand(stop - first, size, *values.shape[2:]).transpose(0, 1).numpy()
-            dtype = np.int8 if key in (windows or {}) and not net.populations[key].payload_bits else np.int64
+            values = values.expand(len(values), size, *values.shape[2:]).transpose(0, 1).numpy()
+            dtype = np.int8 if key in windows and not net.populations[key].payload_bits else np.int64
             results.setdefault(key, np.zeros((samples, *values.shape[1:]), dtype=dtype))[start : start + size] = values
         for key, values in tally.results().items():
             results.setdefault(key, np.zeros(samples, dtype=values.numpy().dtype))[start : start + size] = values.numpy()

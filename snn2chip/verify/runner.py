@@ -145,7 +145,8 @@ def _check_memory(graph: Graph, net: ChipNet, samples: int, steps: int, probe: l
                                          windows=fidelity.windows(net, spiking, steps))
     kept = [*spiking, *net.outputs, *probe]
     consumers.append((samples * steps * sum(net.populations[p].size for p in spiking)
-                      + 8 * samples * chip_steps * sum(net.populations[p].size for p in [*net.outputs, *probe, *probe]),
+                      + 8 * samples * chip_steps * (sum(net.populations[p].size for p in net.outputs)
+                                                    + 2 * sum(net.populations[p].size for p in probe)),  # u and v
                       f"the chip records of {len(kept)} populations over {samples} samples"))
     consumers.append((8 * samples * steps * sum(net.populations[p].size for p in kept),
                       f"the float reference's records over {samples} samples"))

@@ -95,15 +95,17 @@ def run(plan: Plan, payloads: dict[str, torch.Tensor], steps: int, record: list[
         ) -> dict[str, torch.Tensor]:
     """Records ``(steps, batch or 1, *shape)`` of ``record`` and ``NAME.u``/``NAME.v`` of ``probe``
     from input ``payloads`` ``(steps, batch, *shape)``; every population's output is added to
-    ``tally``. The layer schedule keeps only the steps in ``windows`` of a recorded population once
-    it has been read (its record then has that many steps)."""
+    ``tally``. A record in ``windows`` holds only those steps (the layer schedule drops the others
+    as soon as the population has been read)."""
     batch = next(iter(payloads.values())).shape[1]
     neurons = plan.neurons(batch, steps, probe)
     tally = tally or Tally({}, batch)
+    windows = windows or {}
     if schedule == "layer":
-        outputs = _layer(plan, payloads, neurons, steps, record, tally, windows or {})
+        outputs = _layer(plan, payloads, neurons, steps, record, tally, windows)
     else:
         outputs = _step(plan, payloads, neurons, steps, record, tally)
+        outputs.update({p: outputs[p][slice(*windows[p])] for p in record if p in windows})
     results = {p: outputs[p] for p in record}
     for p in probe:
         results[f"{p}.u"], results[f"{p}.v"] = neurons[p].probes["u"], neurons[p].probes["v"]
