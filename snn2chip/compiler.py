@@ -27,7 +27,7 @@ from snn2chip.errors import ModelError
 from snn2chip.files import atomic_dir
 from snn2chip.frontend.graph import Graph
 from snn2chip.passes import lower
-from snn2chip.passes.quantize import Capabilities, Options, compile_graph
+from snn2chip.passes.quantize import Capabilities, Options, OverBudget, compile_graph
 from snn2chip.passes.reports import Quantization
 from snn2chip.records import Record, flat, optional
 from snn2chip.report import build as report_md
@@ -87,6 +87,24 @@ def check_size(graph: Graph, target: target_files.Target, system: str | None) ->
                  f"compiling it ({values:,} values per step, {params:,} parameters; an estimate)", file=graph.source)
 
 
+def _cheapest(graph: Graph, options: Options, caps: Capabilities) -> tuple[ChipNet, Quantization]:
+    """The compile, among the shortcut strategies the target carries, with the least weight memory
+    (expand on ties: fewer hops). Relays first: a deep network's expanded shortcuts can need far
+    more memory, so a later strategy is abandoned as soon as it exceeds the best so far."""
+    best, costs = None, {}
+    for strategy in sorted(caps.strategies, key=lambda s: s != "relay"):
+        budget = None if best is None else costs[best[1].strategy]["weight_memory_bytes"]
+        try:
+            candidate = compile_graph(graph, dataclasses.replace(options, strategy=strategy), caps, budget)
+        except OverBudget as over:
+            costs[strategy] = {"weight_memory_bytes_above": over.budget}
+            continue
+        costs[strategy] = {"weight_memory_bytes": totals(candidate[0]).weight_memory_bytes}
+        best = candidate  # within the budget: no more than the best so far, and expand wins ties
+    net, quantized = best
+    return net, dataclasses.replace(quantized, strategy_costs=costs)
+
+
 def compile_file(model: str | Path, target: str | Path | target_files.Target = "loihi2", options: Options = Options(),
                  system: str | None = None) -> tuple[Graph, ChipNet, dict]:
     """Load, lower, quantize and partition a NIR file for ``target`` (a built-in name, a ``.toml``
@@ -98,12 +116,7 @@ def compile_file(model: str | Path, target: str | Path | target_files.Target = "
     caps = Capabilities.of(chip_target)
     try:
         if options.strategy == "auto":
-            # every strategy the target carries; keep the one with less weight memory (expand on ties: fewer hops)
-            candidates = [compile_graph(graph, dataclasses.replace(options, strategy=s), caps) for s in caps.strategies]
-            weight_bytes = {q.strategy: totals(n).weight_memory_bytes for n, q in candidates}
-            net, quantized = min(candidates, key=lambda c: (weight_bytes[c[1].strategy], c[1].strategy != "expand"))
-            quantized = dataclasses.replace(quantized, strategy_costs={k: {"weight_memory_bytes": v}
-                                                                       for k, v in weight_bytes.items()})
+            net, quantized = _cheapest(graph, options, caps)
         else:
             net, quantized = compile_graph(graph, options, caps)
         placement = partition_report(net, chip_target, system)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from snn2chip import chip
 from snn2chip.errors import ModelError
 from snn2chip.chip import loihi
-from snn2chip.chip.ir import ChipNet, Population, SynapseGroup
+from snn2chip.chip.ir import ChipNet, Population, SynapseGroup, conv_as_sparse
 from snn2chip.backends.lava import lava_kernel, nir_index, run_lava
 from snn2chip.backends.simulator import simulate
 from tests.conftest import FIXTURES
@@ -88,6 +88,51 @@ def assert_bit_exact(net, x, record, probe):
     for key in sim:
         np.testing.assert_array_equal(sim[key], lava[key], err_msg=key)
     return sim
+
+
+def conv_exp_net(seed: int):
+    """Convs with negative exponents (mantissa kernels, Lava's Sparse semantics) from a graded
+    input and from a graded relay, beside one at exponent 0 from the same relay."""
+    rng = np.random.default_rng(seed)
+    pops = {
+        "in": Population("in", "input", (2, 5, 5), payload_bits=12),
+        "r": Population("r", "relay", (3, 5, 5), payload_bits=24),
+        "n": Population("n", "lif", (3, 3, 3), du=4095, dv=int(rng.integers(0, 4096)), vth=int(rng.integers(100, 5000))),
+    }
+
+    def kernel(shape):
+        return rng.integers(-255, 256, shape)
+
+    groups = (
+        SynapseGroup("c1", "conv", "in", "r", kernel((3, 2, 3, 3)), weight_exp=int(rng.integers(-8, 0)), padding=(1, 1),
+                     num_weight_bits=int(rng.integers(5, 9))),
+        SynapseGroup("c2", "conv", "r", "n", kernel((3, 3, 3, 3)), weight_exp=int(rng.integers(-8, 0)), stride=(2, 2),
+                     padding=(1, 1)),
+        SynapseGroup("c3", "conv", "r", "n", kernel((3, 3, 3, 3)), stride=(2, 2), padding=(1, 1)),
+        SynapseGroup("c4", "conv", "in", "n", rng.integers(-127, 128, (3, 2, 1, 1)) * 2, weight_exp=-1, stride=(2, 2)),  # exact shift
+    )
+    x = rng.integers(-(2**11), 2**11, (1, 6, 2, 5, 5)).astype(np.float64)
+    return ChipNet(pops, groups, inputs=("in",), outputs=("n",)), x
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_conv_with_an_exponent_runs_as_its_sparse_synapses(seed):
+    """Summed as a convolution in the simulator, as explicit synapses in Lava: the same integers."""
+    net, x = conv_exp_net(seed)
+    pops = net.populations
+    sparse = ChipNet(pops, tuple(conv_as_sparse(g, pops[g.src].shape, pops[g.dst].shape) if g.weight_exp else g
+                                 for g in net.groups), inputs=net.inputs, outputs=net.outputs)
+    assert [g.kind for g in sparse.groups] == ["sparse", "sparse", "conv", "sparse"]
+    got, want = simulate(net, x, record=["r", "n"], probe=["n"]), simulate(sparse, x, record=["r", "n"], probe=["n"])
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    assert want["n.u"].any() and np.abs(want["r"]).max() > 2**8
+
+
+@pytest.mark.lava
+def test_a_conv_with_an_exponent_equals_lava():
+    net, x = conv_exp_net(0)
+    assert_bit_exact(net, x, ["r", "n"], ["n"])
 
 
 @pytest.mark.lava

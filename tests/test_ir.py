@@ -10,7 +10,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from snn2chip.chip.ir import ChipNet, IRError, Population, SynapseGroup
+import torch
+
+from snn2chip.chip.ir import ChipNet, IRError, Population, SynapseGroup, conv_as_sparse
 
 
 def refused(make, problem: str, node: str | None) -> None:
@@ -120,6 +122,9 @@ def test_sparse_groups_need_rows_and_cols_per_weight(make):
     (lambda: conv(weights=np.full((2, 1, 3, 3), 2**23)),
      "field 'weights' holds values in [8388608, 8388608]; expected [-8388608, 8388607]"),
     (lambda: conv(delays=np.zeros((2, 1, 3, 3), int)), "delays are supported on dense and sparse groups, one per synapse"),
+    (lambda: conv(weight_exp=1), "conv weight_exp 1 > 0: a conv stores its effective kernel at exponent 0"),
+    (lambda: conv(weights=np.full((2, 1, 3, 3), 256), weight_exp=-1),
+     "field 'weights' holds values in [256, 256]; expected [-256, 255]"),  # with an exponent: mantissas
     (lambda: SynapseGroup("c", "full", "a", "b", np.zeros((2, 3), int)),
      "synapse group kind 'full' is not one of dense, sparse, conv"),
 ])
@@ -220,3 +225,27 @@ def test_sparse_synapses_may_not_repeat_a_pair():
         ChipNet(pops, (twice,), inputs=("a",), outputs=("b",))
     once = SynapseGroup("b<-a", "sparse", "a", "b", np.array([1, 2]), rows=np.array([0, 1]), cols=np.array([1, 1]))
     assert ChipNet(pops, (once,), inputs=("a",), outputs=("b",)).groups == (once,)
+
+
+@pytest.mark.parametrize("stride, padding, dilation, groups", [((1, 1), (0, 0), (1, 1), 1), ((2, 1), (1, 2), (2, 1), 2)])
+def test_conv_as_sparse_is_the_conv_as_explicit_synapses(stride, padding, dilation, groups):
+    """Each (destination, source) pair once, sorted, zero taps and padding left out: the sparse
+    product equals the convolution on random inputs."""
+    rng = np.random.default_rng(0)
+    kernel = rng.integers(-3, 4, size=(4, 4 // groups, 3, 2))
+    g = SynapseGroup("c", "conv", "a", "b", kernel, weight_exp=-2, num_weight_bits=6, stride=stride, padding=padding,
+                     dilation=dilation, groups=groups, source="n")
+    x = torch.from_numpy(rng.random((1, 4, 7, 6)))
+    want = torch.nn.functional.conv2d(x, torch.from_numpy(kernel.astype(float)), None, stride, padding, dilation, groups)
+    s = conv_as_sparse(g, (4, 7, 6), tuple(want.shape[1:]))
+    assert (s.kind, s.name, s.src, s.dst, s.weight_exp, s.num_weight_bits, s.source) == ("sparse", "c", "a", "b", -2, 6, "n")
+    assert np.all(s.weights != 0) and np.all(np.diff(s.rows * x.numel() + s.cols) > 0)
+    got = np.bincount(s.rows, s.weights * x.numpy().reshape(-1)[s.cols], minlength=want.numel())
+    np.testing.assert_allclose(got, want.numpy().reshape(-1), rtol=0, atol=1e-12)
+
+
+def test_conv_as_sparse_onto_a_flat_destination():
+    """A 2x2 kernel over a 2x2 input onto (O,): row o holds kernel o flattened."""
+    g = SynapseGroup("c", "conv", "a", "b", np.arange(1, 9).reshape(2, 1, 2, 2), weight_exp=-1)
+    s = conv_as_sparse(g, (1, 2, 2), (2,))
+    assert (s.rows.tolist(), s.cols.tolist(), s.weights.tolist()) == ([0] * 4 + [1] * 4, [0, 1, 2, 3] * 2, list(range(1, 9)))

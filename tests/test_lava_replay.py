@@ -91,3 +91,15 @@ def test_verify_lava_populations_reports_the_replay(capsys):
     assert lava["populations"] <= 4 and len(lava["compared"]) >= lava["populations"]
     assert report["checks"][1]["detail"] == (f"Lava replaying {lava['populations']} populations one at a time equals "
                                              "the simulator bit for bit on 1 sample")
+
+
+def test_a_replay_starts_where_the_population_leaves_rest():
+    """The first step at which the population or a source is non-zero (0 when none ever is)."""
+    records = {"p": np.zeros((2, 6, 2)), "s": np.zeros((2, 6, 3))}
+    assert lava_check._at_rest_until(records, 0, ["p", "s"]) == 0
+    records["s"][0, 3, 1] = 1
+    records["s"][1, 1, 0] = 1
+    assert lava_check._at_rest_until(records, 0, ["p", "s"]) == 3
+    records["p"][0, 2, 0] = -1
+    assert lava_check._at_rest_until(records, 0, ["p", "s"]) == 2
+    assert lava_check._at_rest_until(records, 1, ["p", "s"]) == 1

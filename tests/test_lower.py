@@ -206,3 +206,4 @@ def test_conv_chains_too_large_to_compose_get_a_relay(monkeypatch):
     assert relayed.successors("c1") == ["c1.relay"] and relayed.predecessors("c2") == ["c1.relay"]
     assert shortcuts.is_relay(relayed.nodes["c1.relay"]) and "c2.relay" not in relayed.nodes  # c2 feeds no conv
     assert lower.populations(relayed) == {"input": "input", "c1.relay": "c1.relay", "n": "n"}
+

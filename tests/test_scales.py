@@ -199,6 +199,14 @@ def test_a_stream_relay_scale_keeps_its_input_mantissas_full():
     built = {"input": Population("input", "input", (2,)), "sn": Population("sn", "lif", (2,))}
     got = scales.population_scale(ctx, "x1", n, align.incoming_paths(ctx, "x1"), np.zeros(2), built, {})
     assert got == Scale(512.0, 1.0, 1.25, 1.25)
+    # 16-bit inputs at scale 4096 (up to 8.0) through 0.5, 12-bit relays: the range allows
+    # 2047 / (0.5 * 8.0 + 0.75) = 431 -> 256, where the stem's weight would be 0.5 * 256 / 4096 =
+    # 1/32 chip unit; the range clamp keeps it at 1/16: scale 512, half the worst case guaranteed
+    ctx = context.make(make_graph(nodes, edges), Options(strategy="relay", input_bits=16, input_scale=4096),
+                       Capabilities(payload_bits=12))
+    built["input"] = Population("input", "input", (2,), payload_bits=16, input_scale=4096)
+    got = scales.population_scale(ctx, "x1", n, align.incoming_paths(ctx, "x1"), np.zeros(2), built, {})
+    assert got == Scale(512.0, 0.5, 0.5 * 32767 / 4096 + 0.75, 2047 / 512)
 
 
 def test_relay_limit_follows_the_payload_width():

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from snn2chip import memory
 from snn2chip.backends import simulator
-from snn2chip.backends.sim import ops, schedule
+from snn2chip.backends.sim import neurons, ops, schedule
+from snn2chip.chip import loihi
 from snn2chip.chip.ir import ChipNet, Population, SynapseGroup
 from snn2chip.errors import ModelError
 from tests.test_chip_exact import LIF_POPS, random_net
@@ -206,3 +207,81 @@ def test_schedules_agree_on_compiled_zoo_models(name, strategy):
     lif = [p for p, pop in net.populations.items() if pop.kind == "lif"]
     out = assert_schedules_agree(net, x, list(net.populations), lif)
     assert sum(int(np.abs(out[p]).sum()) for p in net.populations) > 1000
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**32 - 1), du=st.sampled_from([4095, 4095, 0, 1000, 4094]),
+       dv=st.sampled_from([0, 3072, 1000, 4032, 4094, 4095]), vth=st.sampled_from([0, 1, 96, 4095, 2**17 - 1]),
+       subtract=st.booleans(), bias=st.booleans(), magnitude=st.sampled_from([1, 2**5, 2**17, 2**31 - 1]))
+@example(seed=0, du=4095, dv=4095, vth=96, subtract=False, bias=False, magnitude=2**5)  # resting shortcut holds
+@example(seed=1, du=4095, dv=4094, vth=1, subtract=True, bias=False, magnitude=1)
+def test_neuron_update_equals_lavas_lif_step(seed, du, dv, vth, subtract, bias, magnitude):
+    """The two-pass int32 LIF update (currents, then voltages; float products, int32 masks, the
+    resting shortcut) equals :func:`loihi.lif_step` step by step, in both schedules' calls, for
+    inputs up to int32 extremes (u wraps, v clips) and every reset and decay kind; u stays within
+    the bound that keeps v's int32 sum from wrapping."""
+    rng = np.random.default_rng(seed)
+    steps, batch, size = 6, 3, 40000  # 120,000 neurons x samples: several row slices
+    vsub = min(vth + int(rng.integers(0, 3)), loihi.VTH_MAX) if subtract and vth else 0
+    pop = Population("p", "lif", (size,), du=du, dv=dv, vth=vth, vsub=vsub, reset="subtract" if vsub else "zero",
+                     bias_mant=rng.integers(-4096, 4096, size) if bias else None, bias_exp=int(rng.integers(0, 8)))
+    a = torch.as_tensor(rng.integers(-magnitude, magnitude, (steps, batch, size), endpoint=True), dtype=torch.int32)
+    a[:, :, rng.random(size) < 0.5] = 0  # some neurons rest
+    effective = None if not bias else torch.as_tensor(loihi.effective_bias(pop.bias_mant, pop.bias_exp).astype(np.int32))
+    u = v = torch.zeros((batch, size), dtype=torch.int32)
+    expected = {"spikes": [], "u": [], "v": []}
+    for t in range(steps):
+        u, v, spikes = loihi.lif_step(u, v, a[t], du, dv, effective, vth, vsub)
+        for key, value in zip(expected, (spikes, u, v)):
+            expected[key].append(value)
+    expected = {key: torch.stack(values) for key, values in expected.items()}
+    assert int(expected["u"].abs().max()) <= 2**31 - 2**24
+    layer = neurons.Neurons(pop, batch, steps, probed=True)
+    spikes = layer.run(lambda rows: a[:, rows].clone(), 0)
+    step = neurons.Neurons(pop, batch, steps, probed=True)
+    stepped = torch.stack([step.step(t, a[t]) for t in range(steps)])
+    for got, probes in ((spikes, layer.probes), (stepped, step.probes)):
+        assert torch.equal(got, expected["spikes"])
+        assert torch.equal(probes["u"], expected["u"]) and torch.equal(probes["v"], expected["v"])
+
+
+@pytest.mark.parametrize("stride, padding, kernel", [(1, 1, 3), (2, 1, 3), (2, 0, 1), (1, 0, 2)])
+def test_dense_groups_that_are_convolutions_run_as_convolutions(stride, padding, kernel):
+    """A dense group whose matrix is a convolution's (as the compiler makes for composed
+    shortcuts) is found to be one and runs as it, with its shift; a matrix that differs from
+    a convolution in one weight, or lacks one synapse, runs as a matrix. Same results."""
+    rng = np.random.default_rng(stride + 3 * padding + 7 * kernel)
+    weights = rng.integers(-255, 256, (6, 4, kernel, kernel)) * (rng.random((6, 4, kernel, kernel)) < 0.6)
+    src_shape = (4, 16, 16)
+    size = (16 + 2 * padding - kernel) // stride + 1
+    dst_shape = (6, size, size)
+    basis = torch.eye(int(np.prod(src_shape)), dtype=torch.float64).reshape(-1, *src_shape)
+    conv = torch.nn.functional.conv2d(basis, torch.as_tensor(weights, dtype=torch.float64), None, stride, padding)
+    matrix = conv.reshape(len(basis), -1).T.round().to(torch.int64).numpy()  # (dst, src)
+    pops = {"s": Population("s", "input", src_shape), "d": Population("d", "relay", dst_shape, payload_bits=24)}
+    x = torch.as_tensor(rng.random((5, *src_shape)) < 0.5)
+    nnz = np.flatnonzero(matrix)
+    changed, dropped = matrix.copy(), matrix.copy()
+    changed.flat[nnz[np.abs(matrix.flat[nnz]) < 200][0]] += 2  # a change the effective weights keep
+    dropped.flat[nnz[-1]] = 0
+    for w, is_conv in ((matrix, True), (changed, False), (dropped, False)):
+        group = SynapseGroup("g", "dense", "s", "d", w, weight_exp=1)
+        net = ChipNet(pops, (group,), ("s",), ("d",))
+        part = ops.group_parts(group, pops["s"])[0]
+        assert part.kind == "sparse"  # few non-zero weights among many
+        op = ops.make_op(part, 1, net)
+        assert isinstance(op, ops._ShiftedConv) == is_conv
+        if is_conv:
+            assert op.geometry[:2] == ((stride, stride), (padding, padding))
+            effective = loihi.effective_weights(weights)
+            assert np.array_equal(op.kernel.numpy(), effective[:, :, : op.kernel.shape[2], : op.kernel.shape[3]])
+        dense = x.reshape(5, -1).to(torch.int64) @ torch.as_tensor(loihi.effective_weights(w)).T << 1
+        assert torch.equal(op(x).reshape(5, -1).to(torch.int64), dense)
+
+
+def test_row_slices_stay_below_torchs_parallel_grain():
+    for batch, size in [(64, 1024), (64, 512), (3, 40000), (1, 10), (100, 7)]:
+        slices = neurons.row_slices(batch, size)
+        covered = [i for s in slices for i in range(*s.indices(batch))]
+        assert covered == list(range(batch))
+        assert all(len(range(*s.indices(batch))) * size < neurons.GRAIN for s in slices) or size >= neurons.GRAIN

@@ -77,11 +77,13 @@ def test_fewer_weight_bits_coarsen_the_grid():
 
 
 def test_conv_groups_store_the_effective_kernel():
-    """Exponent 2 for 1000 (Lava's CPU Conv has none): stored as mant << 2 with exponent 0; a
-    small kernel never goes below exponent 0 (10.3 -> 10)."""
+    """Exponent 2 for 1000 (Lava's CPU Conv has none): stored as mant << 2 with exponent 0, and
+    no upper exponent limit (1e6: exponent 12). A small kernel keeps its negative exponent and
+    mantissas (10.3 -> exponent -4, 164.8 -> 165)."""
     assert quantized(np.array([1000.0, 3.0]).reshape(2, 1, 1, 1), conv=True) == [
         ("", [[[[1000]]], [[[4]]]], 0, [[[[1000.0]]], [[[4.0]]]])]
-    assert quantized(np.array([10.3]).reshape(1, 1, 1, 1), conv=True) == [("", [[[[10]]]], 0, [[[[10.0]]]])]
+    assert quantized(np.array([1e6]).reshape(1, 1, 1, 1), conv=True) == [("", [[[[999424]]]], 0, [[[[999424.0]]]])]
+    assert quantized(np.array([10.3]).reshape(1, 1, 1, 1), conv=True) == [("", [[[[165]]]], -4, [[[[10.3125]]]])]
 
 
 def test_compensated_rounding_pushes_the_error_onto_correlated_inputs():
@@ -129,3 +131,4 @@ def test_synapse_group_of_each_map_kind():
     g = weights.synapse_group("b<-a", conv, np.full((2, 1, 3, 3), 7), 0, common)
     assert (g.kind, g.stride, g.padding, g.dilation, g.groups, g.weight_exp, g.delays) == (
         "conv", (2, 1), (1, 0), (1, 1), 2, 0, None)
+    assert weights.synapse_group("b<-a", conv, np.full((2, 1, 3, 3), 7), -3, common).weight_exp == -3  # mantissas

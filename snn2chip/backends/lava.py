@@ -20,7 +20,7 @@ import numpy as np
 
 from snn2chip import progress
 from snn2chip.errors import ModelError
-from snn2chip.chip.ir import ChipNet, SynapseGroup
+from snn2chip.chip.ir import ChipNet, SynapseGroup, conv_as_sparse
 from snn2chip.backends.simulator import payloads as make_payloads
 
 
@@ -110,9 +110,11 @@ def _matrix_process(g: SynapseGroup, src, dst):
 def _connect(g: SynapseGroup, net: ChipNet, procs: dict) -> None:
     """Connect the processes of group ``g``'s populations through a new Lava synapse process."""
     src, dst = net.populations[g.src], net.populations[g.dst]
-    if g.kind == "conv":
+    if g.kind == "conv" and not g.weight_exp:
         _connect_conv(g, src, dst, procs)
         return
+    if g.kind == "conv":  # Lava's CPU Conv ignores weight_exp: Sparse applies it
+        g = conv_as_sparse(g, src.shape, dst.shape)
     conn = _matrix_process(g, src, dst)
     out = procs[g.src].s_out
     (out.flatten() if len(src.shape) > 1 else out).connect(conn.s_in)

@@ -41,6 +41,8 @@ def _group_features(net: ChipNet, g: SynapseGroup) -> set[str]:
         found.add(f"conv {'x'.join(map(str, np.shape(g.weights)[2:]))} stride {'x'.join(map(str, g.stride))}")
         if g.groups > 1:
             found.add("grouped conv")
+        if g.weight_exp:
+            found.add("conv with exponent")
     if g.delays is not None and np.any(g.delays):
         found.add(f"{g.kind} delayed")
     if g.src == g.dst:

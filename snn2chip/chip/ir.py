@@ -8,8 +8,10 @@ end alone converts to Lava's WHC layout.
 Parameters are the exact integers handed to the chip: Dense/Sparse ``weights`` as Lava's
 ``Dense(weights=...)`` takes them (the hardware clips them to 8 bits and drops the low
 ``8 - num_weight_bits`` bits, one more for mixed signs, then shifts the summed input by
-``weight_exp``); Conv ``weights`` are the effective integer kernel (Lava's CPU Conv ignores
-exponents); LIF ``du, dv, vth, bias_mant, bias_exp`` as Lava's ``LIF``.
+``weight_exp``); Conv ``weights`` are the effective integer kernel with ``weight_exp`` 0 (Lava's
+CPU Conv ignores exponents), or, with a negative ``weight_exp``, a kernel of mantissas that
+acts as its explicit synapses (:func:`conv_as_sparse`) do in a sparse group; LIF ``du, dv, vth,
+bias_mant, bias_exp`` as Lava's ``LIF``.
 
 Saved to one HDF5 file with a format version by :mod:`snn2chip.chip.format`.
 """
@@ -158,6 +160,11 @@ class SynapseGroup:
         """Stored synapses (for conv: the shared kernel's entries)."""
         return int(np.size(self.weights))
 
+    @property
+    def weight_memory_bytes(self) -> int:
+        """Bytes of its non-zero weights at ``num_weight_bits`` each (a conv kernel counts once)."""
+        return int(np.count_nonzero(self.weights)) * self.num_weight_bits // 8
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ChipNet:
@@ -274,7 +281,10 @@ def _check_group(g: SynapseGroup) -> None:
     _choice(g.kind, GROUP_KINDS, "synapse group kind", name)
     _integer(g.weight_exp, *WEIGHT_EXP, "weight_exp", name)
     _integer(g.num_weight_bits, 1, loihi.WEIGHT_BITS, "num_weight_bits", name)
-    _integers(g.weights, *(CONV_WEIGHT if g.kind == "conv" else DENSE_WEIGHT), "weights", name)
+    if g.kind == "conv" and g.weight_exp > 0:
+        raise IRError(f"conv weight_exp {g.weight_exp} > 0: a conv stores its effective kernel at exponent 0",
+                      node=name)
+    _integers(g.weights, *(CONV_WEIGHT if g.kind == "conv" and not g.weight_exp else DENSE_WEIGHT), "weights", name)
     if g.kind == "sparse" and (g.rows is None or g.cols is None or np.ndim(g.weights) != 1
                                or not np.shape(g.rows) == np.shape(g.cols) == np.shape(g.weights)):
         raise IRError("sparse weights need 'rows' and 'cols' of the same length", node=name)
@@ -290,6 +300,28 @@ def _check_group(g: SynapseGroup) -> None:
         if g.kind == "conv" or np.shape(g.delays) != np.shape(g.weights):
             raise IRError("delays are supported on dense and sparse groups, one per synapse", node=name)
         _integers(g.delays, 0, loihi.MAX_DELAY, "delays", name)
+
+
+def conv_as_sparse(g: SynapseGroup, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> SynapseGroup:
+    """Conv group ``g`` between populations of ``src_shape`` and ``dst_shape`` as the sparse group
+    of its explicit synapses (same name, weights and exponent): zero taps and taps on the padding
+    left out, sorted by destination then source, one synapse per pair."""
+    o, per_group, kh, kw = g.weights.shape
+    height, width = src_shape[1:] if len(src_shape) == 3 else (1, 1)
+    out_h, out_w = dst_shape[1:] if len(dst_shape) == 3 else (1, 1)
+    (sy, sx), (py, px), (dy, dx) = g.stride, g.padding, g.dilation
+    taps = np.nonzero(g.weights)
+    k_o, k_c, k_y, k_x = (a[:, None, None] for a in taps)
+    y, x = np.arange(out_h)[:, None], np.arange(out_w)[None, :]
+    iy, ix = y * sy - py + k_y * dy, x * sx - px + k_x * dx
+    channel = k_o // (o // g.groups) * per_group + k_c
+    inside = np.broadcast_to((iy >= 0) & (iy < height) & (ix >= 0) & (ix < width), (len(k_o), out_h, out_w))
+    rows = np.broadcast_to((k_o * out_h + y) * out_w + x, inside.shape)[inside]
+    cols = np.broadcast_to((channel * height + iy) * width + ix, inside.shape)[inside]
+    values = np.broadcast_to(g.weights[taps][:, None, None], inside.shape)[inside]
+    order = np.lexsort((cols, rows))
+    return SynapseGroup(g.name, "sparse", g.src, g.dst, values[order], weight_exp=g.weight_exp,
+                        num_weight_bits=g.num_weight_bits, rows=rows[order], cols=cols[order], source=g.source)
 
 
 def _check_connection(g: SynapseGroup, src: Population, dst: Population) -> None:

@@ -38,5 +38,5 @@ def totals(net: ChipNet) -> Totals:
         synapse_groups=len(net.groups),
         synapses=sum(int(np.count_nonzero(g.weights)) for g in net.groups),
         connections=connections,
-        weight_memory_bytes=sum(int(np.count_nonzero(g.weights)) * g.num_weight_bits // 8 for g in net.groups),
+        weight_memory_bytes=sum(g.weight_memory_bytes for g in net.groups),
     )

@@ -244,9 +244,20 @@ def _outputs(ctx: Context) -> dict[str, str]:
             for name in ctx.graph.outputs}
 
 
-def _build(ctx: Context) -> tuple[dict[str, Population], list[SynapseGroup], dict[str, int], list[_Layer]]:
-    """Every population in data-flow order (:func:`_layer`), each seeing what the earlier ones fixed."""
+class OverBudget(Exception):
+    """A compile abandoned once its weight memory passed ``budget`` bytes."""
+
+    def __init__(self, budget: int):
+        super().__init__(f"weight memory above {budget:,} bytes")
+        self.budget = budget
+
+
+def _build(ctx: Context, budget: int | None) -> tuple[dict[str, Population], list[SynapseGroup], dict[str, int],
+                                                      list[_Layer]]:
+    """Every population in data-flow order (:func:`_layer`), each seeing what the earlier ones
+    fixed; :class:`OverBudget` once the weight memory passes ``budget`` bytes (None: no limit)."""
     pops: dict[str, Population] = {}
+    weight_bytes = 0
     groups: list[SynapseGroup] = []
     depth: dict[str, int] = {}
     ranges: dict[str, float] = {}
@@ -262,6 +273,9 @@ def _build(ctx: Context) -> tuple[dict[str, Population], list[SynapseGroup], dic
                                         names))
         pops.update((p.name, p) for p in layer.populations)
         groups += layer.groups
+        weight_bytes += sum(g.weight_memory_bytes for g in layer.groups)
+        if budget is not None and weight_bytes > budget:
+            raise OverBudget(budget)
         names.update(g.name for g in layer.groups)
         depth.update(layer.depth)
         if layer.carries is not None:
@@ -270,12 +284,13 @@ def _build(ctx: Context) -> tuple[dict[str, Population], list[SynapseGroup], dic
     return pops, groups, depth, layers
 
 
-def compile_graph(graph: Graph, options: Options = Options(), caps: Capabilities = Capabilities()
-                  ) -> tuple[ChipNet, Quantization]:
+def compile_graph(graph: Graph, options: Options = Options(), caps: Capabilities = Capabilities(),
+                  budget: int | None = None) -> tuple[ChipNet, Quantization]:
     """Lower and quantize ``graph`` for a target with capabilities ``caps``; return the chip
-    network and what the quantization reports."""
+    network and what the quantization reports. :class:`OverBudget` as soon as the weight memory
+    passes ``budget`` bytes (None: no limit)."""
     ctx = context.make(graph, options, caps)
-    pops, groups, depth, layers = _build(ctx)
+    pops, groups, depth, layers = _build(ctx, budget)
     outputs = _outputs(ctx)
     net = ChipNet(
         populations=pops,

@@ -207,5 +207,23 @@ def population_scale(ctx: Context, pop: str, n: Neuron, incoming: list, constant
     # shift would floor the carried sum at every hop)
     upstream = [populations[src].scale for src, *_ in incoming if src in ranges]
     sources = [(fg, input_scale(ctx, src, populations)) for src, *_, fg in incoming]
-    alpha = min(alpha, max([_relay_scale(sources, constant), *upstream]))
+    wanted = max([_relay_scale(sources, constant), *upstream])
+    floor = min(wanted, _relay_floor(sources), power_below(MAX_WEIGHT / weight) if weight > 0 else wanted)
+    if alpha < floor:  # range clamp: the worst case would round the relay's inputs away
+        alpha, guaranteed = floor, alpha / floor
+    alpha = min(alpha, wanted)
     return Scale(alpha, guaranteed, worst, min(worst, relay_limit(ctx) / alpha))  # no more than a payload carries
+
+
+RELAY_RESOLUTION = 2**-4  # chip units the largest weight into a range-clamped relay keeps at least
+
+
+def _relay_floor(incoming: list[tuple[lower.FloatGroup, float]]) -> float:
+    """The smallest power-of-two scale at which the largest weight of every input of a relay is at
+    least ``RELAY_RESOLUTION`` chip units, 4 significant bits at the smallest exponent (``incoming``
+    as for :func:`_relay_scale`): a relay's worst-case range bound may not push it lower, where its
+    inputs would round to zero (range clamp, as for thresholds). Below one chip unit, so a chain of
+    relays does not compound it."""
+    floors = [RELAY_RESOLUTION * source_scale / w for fg, source_scale in incoming
+              for w in [float(np.abs(fg.weights).max(initial=0))] if w > 0]
+    return 2.0 ** math.ceil(math.log2(max(floors))) if floors else 1.0

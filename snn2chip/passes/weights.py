@@ -18,7 +18,8 @@ from snn2chip.passes.scales import WEIGHT_EXP_RANGE
 
 def _exponent(target: np.ndarray, conv: bool, weight_bits: int, where: str, graph: Graph, node: str) -> tuple[int, int]:
     """Weight exponent and mantissa step of a group with float chip-unit weights ``target``: the
-    largest weight uses the full mantissa (mixed signs drop the LSB, as Lava does)."""
+    largest weight uses the full mantissa (mixed signs drop the LSB, as Lava does). A conv's
+    exponent has no upper limit: at ``exp >= 0`` it stores the effective kernel ``mant << exp``."""
     mixed = bool(np.any(target > 0) and np.any(target < 0))
     step = 1 << (loihi.WEIGHT_BITS - weight_bits + mixed)
     top = 2**loihi.WEIGHT_BITS - step
@@ -26,7 +27,7 @@ def _exponent(target: np.ndarray, conv: bool, weight_bits: int, where: str, grap
     if biggest == 0:
         return 0, step
     exp = math.ceil(math.log2(biggest / top)) if biggest > top else -math.floor(math.log2(top / biggest))
-    exp = max(exp, 0) if conv else min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
+    exp = max(exp, WEIGHT_EXP_RANGE[0]) if conv else min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
     if biggest / 2.0**exp > 2**loihi.WEIGHT_BITS:
         raise graph.error(f"weights of synapse group {where} exceed the 8-bit mantissa at the largest weight exponent",
                           node=node)
@@ -66,8 +67,9 @@ def quantize(target: np.ndarray, conv: bool, split_signs: bool, weight_bits: int
     """Float chip-unit weights ``target`` as chip groups: per sign group (:func:`sign_parts`) the
     name suffix, its float weights, integer weights, exponent and reconstruction (chip units),
     one group at a time (large maps: one group's arrays alive at once). Rounded to nearest, or
-    error-compensated when ``moments`` are given. Conv groups store the effective kernel
-    ``mant << exp`` with exponent 0 (Lava's CPU Conv has no exponent)."""
+    error-compensated when ``moments`` are given. Conv groups with an exponent >= 0 store the
+    effective kernel ``mant << exp`` with exponent 0 (Lava's CPU Conv has no exponent); one that
+    needs a negative exponent keeps it and its mantissas."""
     parts = sign_parts(target, split_signs)
     grids = [_exponent(part, conv, weight_bits, where + suffix, graph, node) for suffix, part in parts]
     joint = None if moments is None else _compensated(target, parts, grids, moments)
@@ -77,7 +79,7 @@ def quantize(target: np.ndarray, conv: bool, split_signs: bool, weight_bits: int
             mine = np.clip(np.round(part / unit) * unit, *_mantissa_range(exp, mant_step))
         else:
             mine = np.where(part != 0, joint, 0.0)
-        stored_exp = 0 if conv else exp  # ``mine`` is a multiple of 2**exp
+        stored_exp = 0 if conv and exp >= 0 else exp  # ``mine`` is a multiple of 2**exp
         yield suffix, part, np.round(mine / 2.0**stored_exp).astype(np.int64), stored_exp, mine
 
 
@@ -106,14 +108,16 @@ def group_report(group: SynapseGroup, exp: int, target: np.ndarray, recon: np.nd
 
 def synapse_group(name: str, fg: lower.FloatGroup, ints: np.ndarray, exp: int, common: dict,
                   delay: int = 0) -> SynapseGroup:
-    """The chip synapse group for integer weights ``ints`` of the float map ``fg``, every synapse
-    ``delay`` extra steps late (dense and one-to-one maps only)."""
+    """The chip synapse group for integer weights ``ints`` (exponent ``exp``) of the float map
+    ``fg``, every synapse ``delay`` extra steps late (dense and one-to-one maps only). A conv
+    with a negative exponent holds mantissas: such kernels read relays whose payload scale is far
+    above the destination's (e.g. a deep MS-ResNet's downsampling shortcut)."""
     if fg.kind == "diag":
         keep = np.nonzero(ints)[0]
         return SynapseGroup(name, "sparse", weights=ints[keep], weight_exp=exp, rows=keep, cols=keep,
                             delays=np.full(keep.size, delay) if delay else None, **common)
     if fg.kind == "conv":
-        return SynapseGroup(name, "conv", weights=ints, stride=fg.stride, padding=fg.padding,
+        return SynapseGroup(name, "conv", weights=ints, weight_exp=exp, stride=fg.stride, padding=fg.padding,
                             dilation=fg.dilation, groups=fg.groups, **common)
     return SynapseGroup(name, "dense", weights=ints, weight_exp=exp, delays=np.full(ints.shape, delay) if delay else None,
                         **common)

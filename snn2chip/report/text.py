@@ -59,9 +59,10 @@ def _layer_line(layer: LayerReport) -> str:
 def _warnings(q: Quantization) -> list[str]:
     lines = [f"  warning: inputs of {join.population} arrive after different hop counts {list(join.path_hops)}"
              for join in q.unaligned_joins]
-    lines += [f"  warning: {clamp.population}: scale {clamp.scale:g} keeps the threshold resolved but guarantees "
-              f"only {100 * clamp.guaranteed_fraction:.3g}% of the worst-case input {clamp.worst_case_input:.4g} "
-              "per step; larger inputs wrap" for clamp in q.range_clamps]
+    lines += [f"  warning: {clamp.population}: scale {clamp.scale:g} keeps "
+              f"{'its inputs' if q.layer(clamp.population).kind == 'relay' else 'the threshold'} resolved but "
+              f"guarantees only {100 * clamp.guaranteed_fraction:.3g}% of the worst-case input "
+              f"{clamp.worst_case_input:.4g} per step; larger inputs wrap" for clamp in q.range_clamps]
     return lines
 
 

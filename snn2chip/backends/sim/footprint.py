@@ -5,21 +5,25 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from snn2chip.backends.sim.ops import delay_values
+import numpy as np
+
+from snn2chip.backends.sim.neurons import row_slices
+from snn2chip.backends.sim.ops import delay_values, sparse_enough
 from snn2chip.backends.sim.schedule import OP_ELEMENTS, Structure
 from snn2chip.chip.ir import ChipNet, SynapseGroup
 
 
 def group_bytes(g: SynapseGroup) -> int:
     """Building and keeping one group's ops: a conv kernel (int64 copy, float kernel); a dense
-    matrix per distinct delay (effective weights, masked copies, float matrices); per sparse
-    synapse its indices, weights and CSR entry."""
+    matrix per distinct delay (effective weights, masked copies, float matrices) unless it has
+    few non-zero weights; per sparse synapse (or non-zero weight of such a dense group) its
+    indices, weights, CSR entry or the arrays that find a convolution in it."""
     if g.kind == "conv":
         return 16 * g.weights.size
-    if g.kind == "dense":
+    if g.kind == "dense" and not sparse_enough(g):
         classes = len(delay_values(g))
         return 8 * g.weights.size * (2 + 2 * classes)
-    return 64 * g.weights.size
+    return 128 * (np.count_nonzero(g.weights) if g.kind == "dense" else g.weights.size)
 
 
 def _sizes(net: ChipNet, s: Structure, chunk: int) -> tuple[dict[str, int], dict[str, int]]:
@@ -30,16 +34,18 @@ def _sizes(net: ChipNet, s: Structure, chunk: int) -> tuple[dict[str, int], dict
 
 
 def _work(net: ChipNet, s: Structure, batch: dict[str, int], steps: int) -> dict[str, int]:
-    """Working memory per population while it gets its input over ``steps`` steps and updates:
-    input sums (per source batch), one op call's float input and output and int32 result (at
-    most ``OP_ELEMENTS`` values of source and destination, or one step), one step's temporaries
-    of the neuron update."""
+    """Working memory per population while it gets its input over ``steps`` steps and updates a
+    slice of its samples at a time (:func:`~snn2chip.backends.sim.neurons.row_slices`): what the
+    batch-free sources send and the slice's input sums, one op call's float input and output and
+    int32 result (at most ``OP_ELEMENTS`` values of source and destination, or one step), three
+    more sums' worth of neuron-update temporaries; and the step schedule's sums over the batch."""
+    rows = {p: row_slices(batch[p], n)[0].stop for p, n in s.size.items()}
     ops = dict.fromkeys(net.populations, 0)
     for g in net.groups:
-        src, n, b = s.size[g.src], s.size[g.dst], batch[g.src]
-        rows = min(steps, max(1, OP_ELEMENTS // (b * (src + n))))
-        ops[g.dst] = max(ops[g.dst], 8 * rows * b * (src + 2 * n))
-    return {p: 4 * steps * n * (batch[p] + 1) + ops[p] + 40 * batch[p] * n for p, n in s.size.items()}
+        src, n, r = s.size[g.src], s.size[g.dst], 1 if g.src in s.batch_free else rows[g.dst]
+        count = min(steps, max(1, OP_ELEMENTS // (r * (src + n))))
+        ops[g.dst] = max(ops[g.dst], 8 * count * r * (src + 2 * n))
+    return {p: 4 * steps * n * (4 * rows[p] + 1) + ops[p] + 12 * batch[p] * n for p, n in s.size.items()}
 
 
 def step_bytes(net: ChipNet, s: Structure, chunk: int, steps: int, record: list[str], probe: list[str]) -> int:

@@ -5,10 +5,11 @@ source's output of ``lag`` steps earlier), updates and sends. Each population ke
 ``1 + max lag`` outputs in a ring (all of them when recorded).
 
 **layer**: population by population in data-flow order (strongly connected components of the
-population graph, sources first). A population outside recurrent cycles gets its input for all
-steps from each op at once (e.g. one convolution over steps x samples, in calls of at most
-``OP_ELEMENTS`` values), shifted by the op's lag; then its neurons run through the steps. A
-recurrent component runs step by step with its inputs from outside precomputed. Outputs of every
+population graph, sources first). A population outside recurrent cycles runs a slice of its
+samples at a time (:func:`~snn2chip.backends.sim.neurons.row_slices`): the slice gets its input
+for all steps from each op at once (e.g. one convolution over steps x samples, in calls of at
+most ``OP_ELEMENTS`` values), shifted by the op's lag, then its neurons run through the steps
+(what batch-free sources send is summed once for all slices). A recurrent component runs step by step with its inputs from outside precomputed. Outputs of every
 step are kept until their last reader has run (to the end when recorded). Ops read only the
 steps in which their source sent something; before its first input a population without bias
 stays at rest and is not updated.
@@ -21,7 +22,7 @@ Tensors are time-major, ``(steps, batch, *shape)``.
 from __future__ import annotations
 
 import dataclasses
-import functools
+from typing import Callable
 
 import networkx as nx
 import torch
@@ -153,31 +154,50 @@ def _span(out: torch.Tensor) -> tuple[int, int]:
     return (int(steps[0]), int(steps[-1]) + 1) if len(steps) else (0, 0)
 
 
-def _inputs(plan: Plan, p: str, ops: list[ops_.Op], outputs, spans, steps: int, batch: int,
-            start: int | None = None) -> tuple[torch.Tensor, int]:
-    """The summed input of population ``p`` from ``ops`` in steps ``start`` to ``steps``,
-    ``(steps - start, batch, *shape)``, and ``start``: by default the first step that can receive
-    something (each op reads the steps in which its source sent something)."""
-    shape = plan.populations[p].shape
+def _reads(ops: list[ops_.Op], spans: dict[str, tuple[int, int]], steps: int) -> list[tuple[ops_.Op, int, int]]:
+    """``(op, first, end)``: each op reads the steps ``first`` to ``end`` of its source, those in
+    which it sent something and whose values arrive by ``steps``."""
     reads = [(op, first, min(end, steps - op.lag)) for op in ops for first, end in [spans[op.src]]]
-    reads = [(op, first, end) for op, first, end in reads if first < end]
-    if start is None:
-        start = min((first + op.lag for op, first, _ in reads), default=steps)
-    sums: dict[int, torch.Tensor] = {}  # by the batch of the source: 1 for batch-free sources
+    return [(op, first, end) for op, first, end in reads if first < end]
+
+
+def _sum(reads, outputs: dict[str, torch.Tensor], shape: tuple[int, ...], steps: int, start: int,
+         rows: slice) -> torch.Tensor | None:
+    """The int32 sum of ``reads`` (of sources of one batch) in steps ``start`` to ``steps``, ``(steps
+    - start, samples, *shape)``, for the samples ``rows``; None without reads. Ops run on at most
+    ``OP_ELEMENTS`` values of source and destination at a time."""
+    acc = None
     for op, first, end in reads:
-        source, n = outputs[op.src], outputs[op.src].shape[1]
-        acc = sums.get(n)
+        source = outputs[op.src][:, rows]
         copy = acc is None and first + op.lag == start and end + op.lag == steps  # a first op writing every step
         if acc is None:
-            acc = sums[n] = (torch.empty if copy else torch.zeros)((steps - start, n, *shape), dtype=torch.int32)
+            acc = (torch.empty if copy else torch.zeros)((steps - start, source.shape[1], *shape), dtype=torch.int32)
         write = torch.Tensor.copy_ if copy else torch.Tensor.add_  # add_: int32, wrapping as Lava's summed ports
-        rows = max(1, OP_ELEMENTS // (source[0].numel() + n * acc[0, 0].numel()))
-        for a in range(first, end, rows):
-            b = min(a + rows, end)
-            write(acc[a + op.lag - start : b + op.lag - start], op(source[a:b].flatten(0, 1)).view(b - a, n, *shape))
-    if not sums:
-        return torch.zeros((steps - start, batch, *shape), dtype=torch.int32), start
-    return functools.reduce(torch.add, sums.values()).expand(steps - start, batch, *shape), start
+        count = max(1, OP_ELEMENTS // (source[0].numel() + acc[0].numel()))
+        for a in range(first, end, count):
+            b = min(a + count, end)
+            write(acc[a + op.lag - start : b + op.lag - start], op(source[a:b].flatten(0, 1)).view(b - a, -1, *shape))
+    return acc
+
+
+def _inputs(plan: Plan, p: str, reads, outputs, steps: int, start: int, batch: int) -> Callable[[slice], torch.Tensor]:
+    """The summed input of population ``p`` from ``reads`` in steps ``start`` to ``steps``: a
+    function of a slice of its samples, giving a new ``(steps - start, samples, *shape)`` int32
+    tensor. What batch-free sources send is summed once."""
+    shape, free = plan.populations[p].shape, plan.structure.batch_free
+    fixed = _sum([r for r in reads if r[0].src in free], outputs, shape, steps, start, slice(None))
+    tied = [r for r in reads if r[0].src not in free]
+
+    def of(rows: slice) -> torch.Tensor:
+        total = _sum(tied, outputs, shape, steps, start, rows)
+        if total is not None:
+            return total if fixed is None else total.add_(fixed)  # int32, wrapping
+        size = (steps - start, len(range(*rows.indices(plan.batch(p, batch)))), *shape)
+        if fixed is None:
+            return torch.zeros(size, dtype=torch.int32)
+        return fixed.expand(size).clone(memory_format=torch.contiguous_format)
+
+    return of
 
 
 def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str], tally: Tally,
@@ -191,7 +211,9 @@ def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str], tally: 
             outputs[comp[0]] = payloads[comp[0]]
         else:
             p = comp[0]
-            outputs[p] = neurons[p].run(*_inputs(plan, p, plan.into[p], outputs, spans, steps, plan.batch(p, batch)))
+            reads = _reads(plan.into[p], spans, steps)
+            start = 0 if neurons[p].biased else min((first + op.lag for op, first, _ in reads), default=steps)
+            outputs[p] = neurons[p].run(_inputs(plan, p, reads, outputs, steps, start, batch), start)
         spans.update({p: _span(outputs[p]) for p in comp})
         for p in comp:
             tally.add(p, outputs[p])
@@ -207,8 +229,8 @@ def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str], tally: 
 def _cycle(plan: Plan, comp: tuple[str, ...], neurons, outputs, spans, steps: int, batch: int) -> None:
     """A recurrent component: outside inputs for every step at once, then step by step."""
     inside = set(comp)
-    outside = {p: _inputs(plan, p, [op for op in plan.into[p] if op.src not in inside], outputs, spans, steps,
-                          plan.batch(p, batch), start=0)[0] for p in comp}
+    outside = {p: _inputs(plan, p, _reads([op for op in plan.into[p] if op.src not in inside], spans, steps),
+                          outputs, steps, 0, batch)(slice(None)) for p in comp}
     for p in comp:
         pop = plan.populations[p]
         outputs[p] = torch.zeros((steps, plan.batch(p, batch), *pop.shape), dtype=output_dtype(pop))
