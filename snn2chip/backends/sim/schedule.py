@@ -216,7 +216,7 @@ def _layer(plan: Plan, payloads, neurons, steps: int, record: list[str], tally: 
             outputs[p] = neurons[p].run(_inputs(plan, p, reads, outputs, steps, start, batch), start)
         spans.update({p: _span(outputs[p]) for p in comp})
         for p in comp:
-            tally.add(p, outputs[p])
+            tally.add(p, outputs[p][slice(*spans[p])])  # outside its span it sends nothing
         for src in {op.src for p in comp for op in plan.into[p]} | set(comp):
             if s.last_use[src] == i and src not in record:
                 del outputs[src]
