@@ -23,6 +23,7 @@ MAX_WEIGHT = (2**loihi.WEIGHT_BITS - 2) * 2 ** WEIGHT_EXP_RANGE[1]  # largest we
 # |a_in| <= 63 keeps |v| = 64 |a_in| < 4096, which the dv = 4095 decay truncates to 0 next step
 MEMORYLESS_INPUT = 63
 MIN_VTH = 2**6  # smallest threshold (chip units) a range clamp accepts: theta resolved to 1/64
+RELAY_RESOLUTION = 2**-4  # chip units the largest weight into a range-clamped relay keeps at least
 
 
 def _uniform(values, what: str, graph: Graph, node: str) -> float:
@@ -170,6 +171,17 @@ def _relay_scale(incoming: list[tuple[lower.FloatGroup, float]], bias: np.ndarra
     return 2.0 ** math.ceil(math.log2(max(needed)))
 
 
+def _relay_floor(incoming: list[tuple[lower.FloatGroup, float]]) -> float:
+    """The smallest power-of-two scale at which the largest weight of every input of a relay is at
+    least ``RELAY_RESOLUTION`` chip units, 4 significant bits at the smallest exponent (``incoming``
+    as for :func:`_relay_scale`): a relay's worst-case range bound may not push it lower, where its
+    inputs would round to zero (range clamp, as for thresholds). Below one chip unit, so a chain of
+    relays does not compound it."""
+    floors = [RELAY_RESOLUTION * source_scale / w for fg, source_scale in incoming
+              for w in [float(np.abs(fg.weights).max(initial=0))] if w > 0]
+    return 2.0 ** math.ceil(math.log2(max(floors))) if floors else 1.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Scale:
     """A population's scale ``alpha``, the fraction of it the worst-case input guarantees
@@ -214,16 +226,3 @@ def population_scale(ctx: Context, pop: str, n: Neuron, incoming: list, constant
     alpha = min(alpha, wanted)
     return Scale(alpha, guaranteed, worst, min(worst, relay_limit(ctx) / alpha))  # no more than a payload carries
 
-
-RELAY_RESOLUTION = 2**-4  # chip units the largest weight into a range-clamped relay keeps at least
-
-
-def _relay_floor(incoming: list[tuple[lower.FloatGroup, float]]) -> float:
-    """The smallest power-of-two scale at which the largest weight of every input of a relay is at
-    least ``RELAY_RESOLUTION`` chip units, 4 significant bits at the smallest exponent (``incoming``
-    as for :func:`_relay_scale`): a relay's worst-case range bound may not push it lower, where its
-    inputs would round to zero (range clamp, as for thresholds). Below one chip unit, so a chain of
-    relays does not compound it."""
-    floors = [RELAY_RESOLUTION * source_scale / w for fg, source_scale in incoming
-              for w in [float(np.abs(fg.weights).max(initial=0))] if w > 0]
-    return 2.0 ** math.ceil(math.log2(max(floors))) if floors else 1.0

@@ -9,7 +9,8 @@ population graph, sources first). A population outside recurrent cycles runs a s
 samples at a time (:func:`~snn2chip.backends.sim.neurons.row_slices`): the slice gets its input
 for all steps from each op at once (e.g. one convolution over steps x samples, in calls of at
 most ``OP_ELEMENTS`` values), shifted by the op's lag, then its neurons run through the steps
-(what batch-free sources send is summed once for all slices). A recurrent component runs step by step with its inputs from outside precomputed. Outputs of every
+(what batch-free sources send is summed once for all slices). A recurrent component runs step
+by step with its inputs from outside precomputed. Outputs of every
 step are kept until their last reader has run (to the end when recorded). Ops read only the
 steps in which their source sent something; before its first input a population without bias
 stays at rest and is not updated.
