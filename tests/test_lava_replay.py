@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snn2chip import compiler
+from snn2chip import compiler, memory
 from snn2chip.backends import replay, simulator
 from snn2chip.cli import main
 from snn2chip.errors import ModelError
@@ -93,13 +93,29 @@ def test_verify_lava_populations_reports_the_replay(capsys):
                                              "the simulator bit for bit on 1 sample")
 
 
-def test_a_replay_starts_where_the_population_leaves_rest():
-    """The first step at which the population or a source is non-zero (0 when none ever is)."""
+def test_a_replay_spans_the_steps_where_the_population_or_a_source_is_active():
+    """From the first to the last step at which the population or a source is non-zero (one step
+    when none ever is)."""
     records = {"p": np.zeros((2, 6, 2)), "s": np.zeros((2, 6, 3))}
-    assert lava_check._at_rest_until(records, 0, ["p", "s"]) == 0
+    assert lava_check._active_span(records, 0, ["p", "s"]) == (0, 1)
     records["s"][0, 3, 1] = 1
     records["s"][1, 1, 0] = 1
-    assert lava_check._at_rest_until(records, 0, ["p", "s"]) == 3
+    assert lava_check._active_span(records, 0, ["p", "s"]) == (3, 4)
     records["p"][0, 2, 0] = -1
-    assert lava_check._at_rest_until(records, 0, ["p", "s"]) == 2
-    assert lava_check._at_rest_until(records, 1, ["p", "s"]) == 1
+    records["p"][0, 4, 1] = 5
+    assert lava_check._active_span(records, 0, ["p", "s"]) == (2, 5)
+    assert lava_check._active_span(records, 1, ["p", "s"]) == (1, 2)
+
+
+def test_replayed_populations_are_simulated_in_runs_that_fit_the_memory_budget():
+    net = _net("ms_resnet", strategy="relay")
+    names = replay.choose(net, "all")
+    steps = 4 + net.pipeline_depth
+    whole = sum(b for b, _ in simulator.estimate_bytes(net, 2, 2, steps, *lava_check._needs(net, names)))
+    assert lava_check._runs(net, names, 2, steps) == [names]
+    with memory.limited(whole // 3):
+        runs = lava_check._runs(net, names, 2, steps)
+        assert len(runs) > 2 and sum(runs, []) == names
+        for run in runs[:-1]:
+            over = run + [names[names.index(run[-1]) + 1]]
+            assert sum(b for b, _ in simulator.estimate_bytes(net, 2, 2, steps, *lava_check._needs(net, over))) > whole // 3
