@@ -225,6 +225,105 @@ def test_spiking_max_pooling_compiles_exactly(tmp_path):
     assert fid.output_agreement == 1.0
 
 
+def _same_nir(a: nir.NIRGraph, b: nir.NIRGraph, names: bool = True) -> None:
+    """``a`` and ``b`` have the same nodes (in order; by name unless ``names`` is False), edges and
+    parameters, bit for bit."""
+    assert [type(n) for n in a.nodes.values()] == [type(n) for n in b.nodes.values()]
+    if names:
+        assert list(a.nodes) == list(b.nodes) and a.edges == b.edges
+    for (name, x), y in zip(a.nodes.items(), b.nodes.values()):
+        for field, value in vars(x).items():
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(value, vars(y)[field], err_msg=f"{name}.{field}")
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_fixed_batch_export_converts_to_the_same_nir(tmp_path, batch):
+    """``torch.onnx.export(model, x, f)`` fixes the batch at len(x): calibration runs in chunks of
+    it (10 samples: the last chunk of 3 padded), the NIR has no batch axis and equals the
+    dynamic-axes export's. The untrained batch norms fold to equal biases, which torch shares
+    through Identity nodes (constants too)."""
+    torch.manual_seed(1)
+    model = SmallResNet().eval()
+    x = torch.rand(10, 3, 16, 16)
+    torch.onnx.export(model, x[:batch], str(tmp_path / "fixed.onnx"))
+    fixed_input = onnx.load(str(tmp_path / "fixed.onnx")).graph.input[0]
+    assert fixed_input.type.tensor_type.shape.dim[0].dim_value == batch
+    assert "Identity" in {n.op_type for n in onnx.load(str(tmp_path / "fixed.onnx")).graph.node}
+    fixed = convert.convert(tmp_path / "fixed.onnx", x.numpy())
+    dynamic = convert.convert(export(model, x, tmp_path / "dynamic.onnx"), x.numpy())
+    _same_nir(fixed.graph, dynamic.graph)
+    assert fixed.report == dynamic.report
+    assert fixed.graph.nodes["input"].input_type["input"].tolist() == [3, 16, 16]  # no batch axis
+    runs = [reference.run(convert.graph_of(c), x[:4].numpy(), 12, record=["readout"])["readout"] for c in (fixed, dynamic)]
+    np.testing.assert_array_equal(*runs)
+    np.testing.assert_allclose(convert.ann_logits(tmp_path / "fixed.onnx", x.numpy()), model(x).detach().numpy(), atol=1e-5)
+
+
+class ViewNet(nn.Module):
+    """conv, ReLU, ``x.view(x.size(0), -1)``, linear: under a fixed batch B torch writes the view as
+    ``Reshape`` to the constant ``[B, -1]``; ``flatten=True`` uses ``torch.flatten`` instead."""
+
+    def __init__(self, flatten: bool = False):
+        super().__init__()
+        self.conv, self.fc, self.flatten = nn.Conv2d(2, 3, 3), nn.Linear(3 * 4 * 4, 4), flatten
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.fc(torch.flatten(h, 1) if self.flatten else h.view(h.size(0), -1))
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_a_reshape_with_the_batch_hard_coded_converts(tmp_path, batch):
+    torch.manual_seed(2)
+    model = ViewNet().eval()
+    x = torch.rand(9, 2, 6, 6)
+    torch.onnx.export(model, x[:batch], str(tmp_path / "view.onnx"))
+    shapes = [onnx.numpy_helper.to_array(a.t).tolist() for n in onnx.load(str(tmp_path / "view.onnx")).graph.node
+              for a in n.attribute if n.op_type == "Constant"]
+    assert shapes == [[batch, -1]]
+    flat = ViewNet(flatten=True).eval()
+    flat.load_state_dict(model.state_dict())
+    want = convert.convert(export(flat, x, tmp_path / "flat.onnx"), x.numpy())
+    _same_nir(convert.convert(tmp_path / "view.onnx", x.numpy()).graph, want.graph, names=False)
+
+
+def _reshape_model(tmp_path: Path, batch, target: list[int]) -> Path:
+    """input (batch, 2, 2, 2) -> Relu -> Reshape to ``target`` (node 'flat') -> output."""
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Relu", ["x"], ["h"], name="relu"),
+         onnx.helper.make_node("Reshape", ["h", "shape"], ["y"], name="flat")], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [batch, 2, 2, 2])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(np.array(target, np.int64), "shape")])
+    path = tmp_path / "reshape.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("batch, target, problem", [
+    (1, [2, -1], "reshapes to [2, -1], whose first entry is not the batch (the input's declared batch is 1)"),
+    ("b", [2, 4, -1], "only a reshape to (batch, -1) is supported, got [2, 4, -1]"),
+])
+def test_a_reshape_that_is_not_per_sample_is_refused(tmp_path, capsys, batch, target, problem):
+    path = _reshape_model(tmp_path, batch, target)
+    np.save(tmp_path / "calib.npy", np.ones((3, 2, 2, 2), np.float32))
+    assert main(["convert", str(path), "--calib", str(tmp_path / "calib.npy"), "-o", str(tmp_path / "s.nir")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"snn2chip: error: {path}: node 'flat' (op Reshape): ") and problem in err
+    assert err.count("\n") == 1
+
+
+def test_a_batch_computed_at_run_time_is_refused_with_the_way_around_it(tmp_path):
+    """``x.view(x.size(0), -1)`` under dynamic axes becomes Shape/Gather/Concat nodes."""
+    path = export(ViewNet().eval(), torch.rand(2, 2, 6, 6), tmp_path / "dyn.onnx")
+    with pytest.raises(ModelError) as info:
+        convert.convert(path, np.ones((2, 2, 6, 6), np.float32))
+    assert "(op Shape): unsupported operator" in str(info.value)
+    assert str(info.value).endswith("export with a fixed batch (torch.onnx.export without dynamic_axes) "
+                                    "or use torch.flatten(x, 1)")
+
+
 def _onnx_with(tmp_path: Path, op: str, name: str) -> Path:
     """input (1, 4) -> ``op`` (node ``name``) -> output: a model with one unsupported operator."""
     graph = onnx.helper.make_graph(

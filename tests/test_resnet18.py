@@ -8,6 +8,9 @@ read-out before its depth; from then on it integrates and follows the float read
 spiking layer that the chip fires at the float reference's rate, nearly spike for spike on the stem. Class decisions are not compared:
 with random weights the ten logits are close and 16 steps of rate coding with 8-bit weights
 reorder them (the conversion's accuracy claims are for trained networks, ``benchmarks/conversion.py``).
+
+The same ResNet-18 exported as ``torch.onnx.export(model, x, f)`` writes it by default (the batch
+fixed at 1) converts to the same NIR, then compiles and verifies.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
-from snn2chip import chip
+from snn2chip import chip, convert
 from tests.test_cli import cli
+from tests.test_convert import _same_nir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -85,3 +90,28 @@ def test_convert_compile_run_on_the_simulator(built, capsys):
             rate_chip, rate_float = chip_spikes.mean(), float_spikes.mean()
             assert rate_float > 0.01 and abs(rate_chip - rate_float) < 0.01, (layer, rate_chip, rate_float)
         assert (sim[LAYERS[0]][:, net.depth[LAYERS[0]]:][:, :STEPS] == ref[LAYERS[0]]).mean() > 0.95
+
+
+@pytest.mark.slow
+def test_a_fixed_batch_export_converts_to_the_same_nir_compiles_and_verifies(built, capsys):
+    tmp = built
+    tv.export(tmp / "fixed.onnx", SIZE, 10, 0, batch=1)
+    graph = onnx.load(str(tmp / "fixed.onnx")).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, SIZE, SIZE]
+    code, out, err = cli(capsys, "convert", tmp / "fixed.onnx", "--calib", tmp / "calib.npy", "-o", tmp / "fixed.nir")
+    assert code == 0, err
+    assert "on 4 calibration samples" in out  # 4 samples through a model that takes 1 at a time
+    calib = np.load(tmp / "calib.npy")
+    _same_nir(convert.convert(tmp / "fixed.onnx", calib).graph, convert.convert(tmp / "r18.onnx", calib).graph)
+
+    options = ["--input-bits", 6, "--input-scale", 16, "--steps", 8]
+    code, out, err = cli(capsys, "compile", tmp / "fixed.nir", "-o", tmp / "fixed_build", *options)
+    assert code == 0, err
+    # random weights: class decisions are near ties (module docstring), so no agreement bar
+    code, out, err = cli(capsys, "verify", tmp / "fixed.nir", "--data", "random:2", *options, "--min-agreement", 0,
+                         "-o", tmp / "fixed_verify")
+    assert code == 0, err
+    report = json.loads((tmp / "fixed_verify" / "report.json").read_text())
+    assert report["passed"] and report["pipeline_depth"] > 18
+    stem = report["layers"][0]
+    assert stem["population"] == LAYERS[0] and stem["float_rate"] > 0.01 and stem["spike_agreement"] > 0.95

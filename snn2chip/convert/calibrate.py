@@ -55,9 +55,18 @@ def check_inputs(ann: AnnGraph, x: np.ndarray, file: str) -> np.ndarray:
 
 
 def run(ann: AnnGraph, x: np.ndarray, tensors: list[str]) -> dict[str, np.ndarray]:
-    """The named tensors of the ANN on inputs ``x`` (float32 ``(samples, *input shape)``)."""
+    """The named tensors of the ANN on inputs ``x`` (float32 ``(samples, *input shape)``).
+
+    A file with a fixed batch (:attr:`AnnGraph.batch`) runs as exported, on chunks of exactly
+    that many samples; the last chunk is padded with zeros, whose results are dropped."""
     sess = session(ann, tensors)
-    parts = [sess.run(tensors, {ann.input: x[i : i + BATCH]}) for i in range(0, len(x), BATCH)]
+    size = ann.batch or BATCH
+    parts = []
+    for i in range(0, len(x), size):
+        chunk = x[i : i + size]
+        if ann.batch and len(chunk) < size:
+            chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        parts.append([v[: min(size, len(x) - i)] for v in sess.run(tensors, {ann.input: chunk})])
     return {t: np.concatenate([p[k] for p in parts]) for k, t in enumerate(tensors)}
 
 

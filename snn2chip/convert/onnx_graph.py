@@ -4,11 +4,20 @@ The result is an :class:`AnnGraph`: a list of :class:`Op` in the file's topologi
 a small record of one supported operator with its constant parameters as float64 numpy arrays.
 Tensors are named as in the ONNX file; the batch axis is the first axis of every tensor.
 
+**Fixed batch.** ``torch.onnx.export(model, x, f)`` without ``dynamic_axes`` fixes the batch to
+``len(x)`` (often 1) in the input's declared shape and in the shape constants of its Reshape nodes
+(``x.view(x.size(0), -1)`` becomes ``Reshape`` to ``[1, -1]``). :attr:`AnnGraph.batch` is that
+size: calibration then runs in chunks of exactly that many samples (:mod:`.calibrate`) and the
+model runs as exported; nothing in the emitted NIR has a batch axis. A Reshape whose first entry is
+neither 0, -1 nor that batch is refused, as is a free input batch with Reshapes that hard-code two
+different ones.
+
 Supported (inference semantics): Conv (2-D, symmetric padding), BatchNormalization (folded
 into the Conv before it), Relu, Add (two tensors: a residual join; a tensor and a constant: a
 bias folded into the Conv/Gemm/MatMul before it), Gemm, MatMul (by a constant), Flatten
-(axis 1), Reshape (to ``(batch, -1)``), AveragePool, GlobalAveragePool, MaxPool, Identity,
-Dropout, Constant. Anything else is a :class:`ModelError` naming the node and the operator.
+(axis 1), Reshape (to ``(batch, -1)``, the batch written as 0, -1 or the fixed batch),
+AveragePool, GlobalAveragePool, MaxPool, Identity, Dropout, Constant. Anything else is a
+:class:`ModelError` naming the node and the operator.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ from snn2chip.files import require_file
 
 SUPPORTED = ("Conv", "BatchNormalization", "Relu", "Add", "Gemm", "MatMul", "Flatten", "Reshape", "AveragePool",
              "GlobalAveragePool", "MaxPool", "Identity", "Dropout", "Constant")
+#: what an unsupported Shape node most likely is, and the way around it
+SHAPE_HINT = ("; a shape computed from the batch (x.view(x.size(0), -1) exported with a dynamic batch): "
+              "export with a fixed batch (torch.onnx.export without dynamic_axes) or use torch.flatten(x, 1)")
 #: Operators that pass their (single) input through unchanged at inference.
 PASS_THROUGH = ("Identity", "Dropout")
 
@@ -45,14 +57,17 @@ class Op:
 
 @dataclasses.dataclass(frozen=True)
 class AnnGraph:
-    """The ANN: ``ops`` in topological order, the single ``input`` and ``output`` tensor names
-    and the input shape without batch axis (``None`` where the file leaves a dimension free)."""
+    """The ANN: ``ops`` in topological order, the single ``input`` and ``output`` tensor names,
+    the input shape without batch axis (``None`` where the file leaves a dimension free) and
+    ``batch``, the number of samples the file runs on at once when it fixes one (the input's
+    declared batch, or for a free one the batch its Reshape nodes hard-code), else ``None``."""
 
     ops: tuple[Op, ...]
     input: str
     input_shape: tuple[int | None, ...]
     output: str
     source: str
+    batch: int | None = None
 
     def consumers(self, tensor: str) -> list[Op]:
         return [op for op in self.ops if tensor in op.inputs]
@@ -94,22 +109,43 @@ def load(path: str | Path) -> AnnGraph:
         inputs = [i for i in graph.input if i.name not in consts]
         if len(inputs) != 1 or len(graph.output) != 1:
             raise ModelError(f"the graph needs exactly one input and one output, has {len(inputs)} and {len(graph.output)}")
-        dims = inputs[0].type.tensor_type.shape.dim
-        input_shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)[1:]
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                for d in inputs[0].type.tensor_type.shape.dim]
+        if not dims:
+            raise ModelError(f"the input '{inputs[0].name}' declares no shape: export it with its batch and sample axes")
         ops: list[Op] = []
         for index, node in enumerate(graph.node):
             name = node.name or f"{node.op_type}_{index}"
             if node.op_type not in SUPPORTED:
-                raise ModelError(f"node '{name}' (op {node.op_type}): unsupported operator; supported: {', '.join(SUPPORTED)}")
+                raise ModelError(f"node '{name}' (op {node.op_type}): unsupported operator; supported: {', '.join(SUPPORTED)}"
+                                 + SHAPE_HINT * (node.op_type == "Shape"))
             read = _read_node(node, name, consts)
             if isinstance(read, Op):
                 ops.append(read)
             else:
                 consts.update(read)
         ops, output = _fold(ops, graph.output[0].name)
+        batch = _batch(ops, dims[0])
     except ModelError as e:
         raise e.in_file(file) from None
-    return AnnGraph(tuple(ops), inputs[0].name, input_shape, output, file)
+    return AnnGraph(tuple(ops), inputs[0].name, tuple(dims[1:]), output, file, batch)
+
+
+def _batch(ops: list[Op], declared: int | None) -> int | None:
+    """The batch the model runs on: the input's ``declared`` one, else the one its Reshape nodes
+    hard-code (``[1, -1]``), else None (free); Reshapes must agree with it."""
+    batch = declared
+    for op in ops:
+        fixed = op.params.get("batch")
+        if fixed is None or fixed == batch:
+            continue
+        if batch is not None:
+            where = "the input's declared batch" if declared is not None else "another Reshape's"
+            raise ModelError(f"node '{op.name}' (op Reshape): reshapes to {list(op.params['shape'])}, whose first "
+                             f"entry is not the batch ({where} is {batch}): only a reshape to (batch, -1) "
+                             "is supported")
+        batch = fixed
+    return batch
 
 
 def _initializer(tensor, numpy_helper) -> np.ndarray:
@@ -162,15 +198,22 @@ def _read_constant(n: _Node, consts: dict) -> dict[str, np.ndarray]:
     return {n.out: numpy_helper.to_array(n.attrs["value"]).astype(np.float64)}
 
 
-def _read_reshape(n: _Node, consts: dict) -> Op:
-    """Identity and Dropout (identities), Reshape to ``(batch, -1)`` and Flatten at axis 1."""
+def _read_reshape(n: _Node, consts: dict) -> Op | dict[str, np.ndarray]:
+    """Identity and Dropout (identities; of a constant, that constant: torch shares equal
+    initializers through Identity nodes), Reshape to ``(batch, -1)`` (the batch as 0, -1 or a
+    fixed number, recorded as ``params["batch"]``) and Flatten at axis 1."""
+    if n.op in PASS_THROUGH and n.ins[0] in consts:
+        return {n.out: consts[n.ins[0]]}
+    params = {}
     if n.op == "Reshape":
-        shape = n.const(consts, 1, "the target shape")
-        if shape.shape != (2,):
+        shape = n.const(consts, 1, "the target shape").astype(np.int64)
+        if shape.shape != (2,) or shape[0] < -1:
             raise ModelError(f"node '{n.name}' (op Reshape): only a reshape to (batch, -1) is supported, got {shape.tolist()}")
+        if shape[0] > 0:  # a batch fixed at export (torch: x.view(x.size(0), -1) without dynamic axes)
+            params = dict(batch=int(shape[0]), shape=tuple(int(v) for v in shape))
     if n.op == "Flatten" and n.attrs.get("axis", 1) != 1:
         raise ModelError(f"node '{n.name}' (op Flatten): only axis=1 is supported, got {n.attrs['axis']}")
-    return Op(n.name, "identity" if n.op in PASS_THROUGH else "flatten", (n.ins[0],), n.out)
+    return Op(n.name, "identity" if n.op in PASS_THROUGH else "flatten", (n.ins[0],), n.out, params)
 
 
 def _read_conv(n: _Node, consts: dict) -> Op:

@@ -1,1 +1,3 @@
-"""Custom Lava neuron processes with their bit-accurate CPU models (imports nothing itself)."""
+"""snn2chip's own Lava processes: the subtractive-reset LIF with its bit-accurate CPU model
+(:mod:`.subtractive`) and the hierarchical process a built network sits in (:mod:`.network`).
+Imports nothing itself."""
