@@ -32,12 +32,9 @@ with ``residual_nodes=True``, an identity node ``<block>.connect``; AND is
 
 from __future__ import annotations
 
-import nir
-import numpy as np
 import torch
 from torch import nn
 
-from models.export import ExportError
 from models.layers import ConvBN, IFNode, Integrator
 from models.network import SpikingResNetBody, add_stages, add_stem
 
@@ -70,19 +67,10 @@ class Connect(nn.Module):
         return s * (1.0 - a)
 
     def export(self, b, path: str, a, s):
-        """NIR nodes of ``g(A, S)`` (see the module docstring)."""
+        """NIR nodes of ``g(A, S)`` (see the module docstring; :meth:`snn2chip.importers.builder.Builder.connect`
+        with spikingjelly's argument order ``g(S, A)``)."""
         b.mark(path)
-        if self.kind == "ADD":
-            return b.residual_sum(path, s, a)
-        if not (a.binary and s.binary):
-            raise ExportError(f"module '{path}' (Connect {self.kind}): A and S must both be spikes")
-        if self.kind == "AND":  # A·S = [A + S > 1.5]
-            theta = np.full(a.shape, 1.5, dtype=np.float32)
-            return b.node(path, nir.Threshold(threshold=theta), [s, a], a.shape, binary=True, neurons=True)
-        # IAND: (1 - A)·S = [S - A > 0.5]
-        neg = b.node(f"{path}.neg", nir.Scale(scale=np.full(a.shape, -1.0, dtype=np.float32)), [a], a.shape)
-        theta = np.full(a.shape, 0.5, dtype=np.float32)
-        return b.node(path, nir.Threshold(threshold=theta), [s, neg], a.shape, binary=True, neurons=True)
+        return b.connect(path, self.kind, s, a)
 
     def extra_repr(self) -> str:
         return self.kind

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 
-@dataclasses.dataclass(frozen=True)
+# Not frozen: from Python 3.11 on, contextlib assigns ``__traceback__`` to exceptions leaving a
+# ``with`` block. eq=False keeps Exception's identity equality and hash.
+@dataclasses.dataclass(eq=False)
 class ModelError(Exception):
     """A problem with the user's model, data, options or output path (not a bug in snn2chip).
 

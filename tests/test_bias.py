@@ -132,13 +132,44 @@ def test_bias_groups_use_the_targets_weight_bits():
         ("n<-bias", [[248], [0]], 2, 6), ("n<-bias.fine", [[128], [0]], -4, 6)]
 
 
-def test_a_bias_delay_beyond_the_target_is_refused():
+def test_a_bias_beyond_the_delay_limit_comes_from_a_delayed_always_on_neuron():
     ctx = biased_context(nir.IF(r=np.ones(2), v_threshold=np.ones(2)), caps=Capabilities(max_delay=5))
-    assert len(bias.groups(ctx, "n", np.ones((2, 1)), 1.0, 5)[0]) == 1
-    with pytest.raises(ModelError) as e:
-        bias.groups(ctx, "n", np.ones((2, 1)), 1.0, 6)
-    assert (e.value.problem, e.value.node) == (
-        "bias needs a 6-step delay to start with the population's data; the chip delays at most 5", "n")
+    for delay, source, rest in ((5, "bias.always_on", 5), (6, "bias.always_on.1", None), (13, "bias.always_on.2", 1)):
+        (group,) = bias.groups(ctx, "n", np.ones((2, 1)), 1.0, delay)[0]
+        assert group.src == source and (group.delays is None if rest is None else np.all(group.delays == rest)), delay
+    assert [bias.stage_of(bias.stage(k)) for k in range(3)] == [0, 1, 2]
+    pops, chain_ = bias.stages(2, 5, {"bias.always_on"})  # stage 0 exists: stages 1 and 2 and what starts them
+    assert [(p.name, p.vth, p.role, p.bias_mant) for p in pops] == [("bias.always_on.1", 0, "bias", None),
+                                                                     ("bias.always_on.2", 0, "bias", None)]
+    assert [(g.name, g.src, g.dst, g.weights.tolist(), g.delays.tolist()) for g in chain_] == [
+        ("bias.always_on.1<-bias.always_on", "bias.always_on", "bias.always_on.1", [[255]], [[5]]),
+        ("bias.always_on.2<-bias.always_on.1", "bias.always_on.1", "bias.always_on.2", [[255]], [[5]])]
+
+
+def test_a_chain_deeper_than_the_delay_limit_gets_its_biases_on_time():
+    """Eight biased IF layers with synaptic delays of at most 2 steps: the biases of layers 4..8
+    come from always-on neurons started 3 and 6 steps late; chip spikes equal float spikes."""
+    from snn2chip.backends.simulator import simulate
+    from snn2chip.passes.quantize import compile_graph
+    from tests.test_compile import _aligned
+
+    layers = []
+    for i in range(1, 9):
+        layers += [(f"fc{i}", nir.Affine(weight=np.eye(2), bias=np.array([0.25, 0.5]))),
+                   (f"n{i}", nir.IF(r=np.ones(2), v_threshold=np.ones(2)))]
+    graph = make_graph(*chain(*layers, shape=(2,)))
+    net, _ = compile_graph(graph, Options(), Capabilities(max_delay=2))
+    assert {p: net.populations[p].role for p in net.populations if p.startswith("bias")} == {
+        "bias.always_on": "bias", "bias.always_on.1": "bias", "bias.always_on.2": "bias"}
+    assert net.pipeline_depth == 8 and max(int(g.delays.max()) for g in net.groups if g.delays is not None) == 2
+    x = np.zeros((1, 12, 2))  # the biases alone drive every layer
+    pairs = _aligned(net, graph, x, 12, [f"n{i}" for i in range(1, 9)])
+    for name, (f, c) in pairs.items():
+        assert f.sum() > 0, name
+        np.testing.assert_array_equal(f, c, err_msg=name)
+    padded = np.zeros((1, 12 + net.pipeline_depth, 2))
+    starts = simulate(net, padded, record=["bias.always_on.1", "bias.always_on.2"])
+    assert [int(np.argmax(starts[p][0, :, 0])) for p in starts] == [3, 6]
 
 
 def test_the_bias_neurons_name_is_reserved():
@@ -149,4 +180,23 @@ def test_the_bias_neurons_name_is_reserved():
     with pytest.raises(ModelError) as e:
         bias.groups(ctx, "n", np.ones((2, 1)), 1.0, 1)
     assert (e.value.problem, e.value.node) == (
-        "the name 'bias.always_on' is reserved for the compiler's always-on bias neuron", "bias.always_on")
+        "the name 'bias.always_on' is reserved for the compiler's always-on bias neurons", "bias.always_on")
+
+
+@pytest.mark.lava
+def test_delayed_always_on_neurons_run_the_same_in_lava():
+    from snn2chip.backends.lava import run_lava
+    from snn2chip.backends.simulator import simulate
+    from snn2chip.passes.quantize import compile_graph
+
+    layers = []
+    for i in range(1, 5):
+        layers += [(f"fc{i}", nir.Affine(weight=np.eye(2), bias=np.array([0.25, 0.5]))),
+                   (f"n{i}", nir.IF(r=np.ones(2), v_threshold=np.ones(2)))]
+    net, _ = compile_graph(make_graph(*chain(*layers, shape=(2,))), Options(), Capabilities(max_delay=1))
+    lif = [p for p, pop in net.populations.items() if pop.kind == "lif"]
+    assert "bias.always_on.1" in lif
+    x = np.zeros((1, 10, 2))
+    sim, lava = simulate(net, x, record=lif, probe=lif), run_lava(net, x, record=lif, probe=lif)
+    for key in sim:
+        np.testing.assert_array_equal(sim[key], lava[key], err_msg=key)

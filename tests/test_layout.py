@@ -20,6 +20,7 @@ FORBIDDEN = {
     "backends": ("passes", "verify", "report", "compiler", "cli", "lava"),
     "convert": ("passes", "backends", "verify", "report", "compiler", "cli", "lava"),
     "verify": ("lava",),
+    "importers": ("convert", "passes", "backends", "verify", "report", "compiler", "cli", "lava"),
 }
 MAX_MODULE_LINES = 450
 MAX_FUNCTION_LINES = 60

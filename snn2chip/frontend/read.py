@@ -171,12 +171,12 @@ def check_metadata(metadata: dict) -> dict:
 
 
 def _plain(metadata) -> dict:
-    """Metadata as plain Python values (bytes decoded, 0-d arrays unwrapped)."""
+    """Metadata as plain Python values (bytes decoded, 0-d arrays and numpy scalars unwrapped)."""
     result = {}
     for key, value in dict(metadata or {}).items():
         if isinstance(value, bytes):
             value = value.decode()
-        elif isinstance(value, np.ndarray) and value.ndim == 0:
+        elif isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0:
             value = value.item()
         result[key] = value
     return result

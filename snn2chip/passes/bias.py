@@ -1,6 +1,12 @@
 """Biases: a population's constant input per step, fed from an always-on neuron through synapse
 groups delayed to start with the population's data (:mod:`snn2chip.passes.quantize` states the
-timing), and the 13-bit neuron bias of ``v_leak`` under a synaptic current."""
+timing), and the 13-bit neuron bias of ``v_leak`` under a synaptic current.
+
+A population deeper than the target's delay limit (``max_delay + 1`` hops, e.g. SEW-ResNet-50's
+last blocks) reads its bias from a **delayed always-on neuron**: stage ``k``
+(``bias.always_on.k``) is fed by stage ``k − 1`` through one synapse delayed by ``max_delay``, so
+it fires every step from chip step ``k·(max_delay + 1)`` on; a bias delayed by ``d`` steps comes
+from stage ``d // (max_delay + 1)`` with the remaining delay ``d % (max_delay + 1)``."""
 
 from __future__ import annotations
 
@@ -66,23 +72,52 @@ def always_on() -> Population:
                       role="bias")
 
 
+def stage(k: int) -> str:
+    """The name of the always-on neuron that fires from chip step ``k·(max_delay + 1)`` on."""
+    return BIAS if k == 0 else f"{BIAS}.{k}"
+
+
+def stage_of(name: str) -> int:
+    """``k`` of always-on neuron :func:`stage` (``k``)."""
+    return 0 if name == BIAS else int(name[len(BIAS) + 1:])
+
+
+def stages(k: int, max_delay: int, existing, weight_bits: int = 8) -> tuple[list[Population], list[SynapseGroup]]:
+    """The always-on neurons ``0..k`` not in ``existing`` and the delayed synapses that start them:
+    stage ``j`` receives stage ``j − 1``'s spikes ``max_delay`` steps late (weight 255, positive at
+    any weight width; no decay, vth 0: it fires in every step it receives one)."""
+    pops, chain = [], []
+    for j in range(k + 1):
+        if stage(j) in existing:
+            continue
+        if j == 0:
+            pops.append(always_on())
+            continue
+        pops.append(Population(stage(j), "lif", (1,), source=f"(always-on bias neuron from chip step {j * (max_delay + 1)})",
+                               vth=0, role="bias"))
+        chain.append(SynapseGroup(f"{stage(j)}<-{stage(j - 1)}", "dense", stage(j - 1), stage(j), np.full((1, 1), 255),
+                                  num_weight_bits=weight_bits, delays=np.full((1, 1), max_delay) if max_delay else None,
+                                  source="bias"))
+    return pops, chain
+
+
 def groups(ctx: Context, pop: str, target: np.ndarray, alpha: float, delay: int,
            label: str = "bias") -> tuple[list[SynapseGroup], list[GroupReport]]:
-    """The synapse groups from the always-on neuron that give ``pop`` its input bias (chip units
+    """The synapse groups from an always-on neuron that give ``pop`` its input bias (chip units
     ``target``), ``delay`` steps late (a population at hop depth D gets its first data at chip
-    step D: delay D - 1), a coarse group and the fine remainder; and their report entries."""
+    step D: delay D - 1; beyond the delay limit from a delayed always-on neuron, :func:`stages`),
+    a coarse group and the fine remainder; and their report entries."""
     node = ctx.pops[pop]
-    if BIAS in ctx.graph.nodes:
-        raise ctx.graph.error(f"the name '{BIAS}' is reserved for the compiler's always-on bias neuron", node=BIAS)
-    if delay > ctx.caps.max_delay:
-        raise ctx.graph.error(f"bias needs a {delay}-step delay to start with the population's data; the chip delays "
-                              f"at most {ctx.caps.max_delay}", node=node)
+    taken = next((n for n in ctx.graph.nodes if n == BIAS or n.startswith(BIAS + ".")), None)
+    if taken is not None:
+        raise ctx.graph.error(f"the name '{BIAS}' is reserved for the compiler's always-on bias neurons", node=taken)
+    k, delay = divmod(delay, ctx.caps.max_delay + 1)  # from stage k, which starts k·(max_delay + 1) steps late
     made, entries = [], []
     remainder = target
     for term in range(BIAS_TERMS):
         for suffix, part, ints, exp, recon in weights.quantize(remainder, False, ctx.options.split_signs,
                                                                ctx.caps.weight_bits, f"{pop}<-{label}", ctx.graph, node):
-            group = SynapseGroup(f"{pop}<-{label}{'.fine' * term}{suffix}", "dense", BIAS, pop, ints, exp,
+            group = SynapseGroup(f"{pop}<-{label}{'.fine' * term}{suffix}", "dense", stage(k), pop, ints, exp,
                                  ctx.caps.weight_bits, delays=np.full(ints.shape, delay) if delay else None, source="bias")
             made.append(group)
             entries.append(weights.group_report(group, exp, part, recon, alpha, delay=delay))

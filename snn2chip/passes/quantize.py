@@ -45,8 +45,8 @@ fine one with its own exponent: a bias error adds up over every step, a weight e
 where its input spikes), so that a population at hop depth D receives its bias
 from chip step D on, when its first data arrive (float step 0). Biases that cross a recurrent
 edge reach a population from float step 1 on (the edge delivers the previous step, 0 at first):
-they get their own groups (``bias.late``), one step later. Depths beyond the target's delay
-limit are rejected.
+they get their own groups (``bias.late``), one step later. Beyond the target's delay limit the
+bias comes from a delayed always-on neuron (:mod:`.bias`).
 
 Bias correction (with calibration inputs): rounding changes a population's mean input by
 ``sum_groups (W_chip - W) @ m``, ``m`` the source's mean output per step measured in the float
@@ -226,7 +226,8 @@ def _layer(ctx: Context, pop: str, so_far: _SoFar) -> _Layer:
             made += groups
             reports += entries
     population, neuron = _population(ctx, pop, n, alpha)
-    always_on = [bias.always_on()] if made and bias.BIAS not in so_far.populations else []
+    always_on, chain = bias.stages(max(bias.stage_of(g.src) for g in made), ctx.caps.max_delay, so_far.populations,
+                                   ctx.caps.weight_bits) if made else ([], [])
     clamped = scale.guaranteed < 1
     clamp = RangeClamp(pop, alpha, scale.worst, scale.guaranteed) if clamped else None
     report = LayerReport(pop, node, population.size, alpha, paths.reports + tuple(reports), neuron,
@@ -234,7 +235,7 @@ def _layer(ctx: Context, pop: str, so_far: _SoFar) -> _Layer:
                          worst_case_input=scale.worst if clamped else None,
                          guaranteed_fraction=scale.guaranteed if clamped else None, bias_correction_rms=correction_rms)
     unaligned = UnalignedJoin(pop, timing.hops) if len(timing.hops) > 1 and not ctx.options.align else None
-    return _Layer((*paths.populations, *always_on, population), paths.groups + tuple(made),
+    return _Layer((*paths.populations, *always_on, population), paths.groups + tuple(chain) + tuple(made),
                   {**paths.depth, pop: timing.depth}, scale.carries, report, clamp, unaligned)
 
 

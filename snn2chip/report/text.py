@@ -97,7 +97,8 @@ def compile_summary(report: CompileReport, output: str, verbose: bool = False) -
     if verbose:
         lines += [_layer_line(layer) for layer in q.layers]
     elif q.layers:
-        synapses = [g for layer in q.layers for g in layer.groups if g.source != bias.BIAS]  # not the bias inputs
+        synapses = [g for layer in q.layers for g in layer.groups  # not the bias inputs
+                    if g.source != bias.BIAS and not g.source.startswith(bias.BIAS + ".")]
         worst = max(synapses, key=lambda g: g.weight_rel_rms_error, default=None)
         lines.append(f"  {len(q.layers)} layers quantized" + (
             f"; largest weight error {100 * worst.weight_rel_rms_error:.2f}% ({worst.name})" if worst else "")
