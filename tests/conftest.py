@@ -71,3 +71,17 @@ def tmp_nir(tmp_path):
         return write_nir(tmp_path / name, nodes, edges, metadata)
 
     return make
+
+
+def randomise_bn(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    """Random BatchNorm statistics and affine parameters, so that the layers after them are active
+    (with Kaiming-initialised convolutions, spiking layers fire at 5-70 %)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) * 0.6)
+    return model

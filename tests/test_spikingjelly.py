@@ -35,6 +35,7 @@ if not __import__("importlib.metadata").metadata.version("spikingjelly").startsw
 
 from spikingjelly.activation_based import functional, layer, neuron, surrogate  # noqa: E402
 from spikingjelly.activation_based.model import ms_resnet, sew_resnet, spiking_resnet  # noqa: E402
+from tests.conftest import randomise_bn  # noqa: E402
 
 import snn2chip  # noqa: E402
 from snn2chip import compiler, verify  # noqa: E402
@@ -62,20 +63,6 @@ def _threads():
     torch.set_num_threads(1)  # small networks; other jobs share the cores
     yield
     torch.set_num_threads(previous)
-
-
-def randomise_bn(model: nn.Module, seed: int = 1) -> nn.Module:
-    """Random BatchNorm statistics and affine parameters (as tests/test_zoo.py), so that with
-    spikingjelly's Kaiming-initialised convolutions every layer fires at 5-70 %."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) * 0.6)
-    return model
 
 
 def inputs(size: int = SIZE, seed: int = 2) -> torch.Tensor:

@@ -33,6 +33,8 @@ from models.network import record
 from models.sew_resnet import sew_resnet, sew_resnet_small
 from models.spiking_resnet import spiking_resnet, spiking_resnet_small
 
+from tests.conftest import randomise_bn
+
 ZOO = zoo.ZOO_DIR
 MANIFEST = json.loads((ZOO / zoo.MANIFEST).read_text())
 SNNS = [name for name, entry in MANIFEST["models"].items() if entry["format"] == "nir"]
@@ -358,18 +360,6 @@ def test_nirtorch_cannot_export_sew_and_or_iand(connect):
 # --- generality: every family and layout exports exactly (random weights, tiny widths) --------------------
 
 
-def _randomise_bn(model: nn.Module, seed: int) -> None:
-    """Random BatchNorm statistics and affine parameters so that layers are active."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) * 0.6)
-
-
 LAYOUT_CASES = {
     "sew_resnet18_and": lambda: sew_resnet(18, "AND", 2, input_size=32, num_classes=10, in_channels=1, width=4),
     "sew_resnet50_iand": lambda: sew_resnet(50, "IAND", 2, input_size=32, num_classes=10, in_channels=1, width=4),
@@ -387,7 +377,7 @@ LAYOUT_CASES = {
 def test_every_layout_exports_exactly(case, tmp_path):
     torch.manual_seed(0)
     model = LAYOUT_CASES[case]()
-    _randomise_bn(model, 1)
+    randomise_bn(model, 1)
     folded = fold_bn(model)
     export(folded, tmp_path / "model.nir")
     graph = snn2chip.load(tmp_path / "model.nir")
