@@ -212,7 +212,15 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("--update-golden", action="store_true", help="write the --golden file from this run instead")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("-o", "--output", metavar="DIR",
-                   help="write report.json, rates.png (per-layer rates float vs chip), raster.png (one sample on chip)")
+                   help="write report.json, rates.png (per-layer rates float vs chip), raster.png (one sample on chip); "
+                        "while the run goes, finished shards are kept in DIR.shards, so that the same command "
+                        "resumes an interrupted run")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the shards as tasks on a Ray cluster: without ADDRESS on a local Ray instance using "
+                        "every CPU, with ADDRESS (HOST:PORT, ray://HOST:PORT or auto) on that cluster. The report "
+                        "equals a one-process run's, apart from 'execution'. Needs the 'ray' extra")
+    p.add_argument("--shard-size", type=_at_least(1), metavar="N",
+                   help="samples per shard, the unit of work and of --ray's tasks (default 64)")
     p.set_defaults(func=commands["verify"])
 
     p = sub.add_parser("convert", help="convert a trained ReLU ANN (ONNX) to a spiking NIR model (S-ResNet method)",

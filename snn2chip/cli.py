@@ -10,6 +10,7 @@ checked before any work (:mod:`snn2chip.files`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -163,20 +164,34 @@ def _is_golden(path: Path) -> bool:
     return (files.npz_json(path, "meta") or {}).get("format") == verify.GOLDEN_FORMAT
 
 
-def _verify(args) -> int:
-    from snn2chip import compiler, frontend, verify
-    from snn2chip.report import text
-    from snn2chip.verify import data
-    from snn2chip.chip import targets
+def _executor(args):
+    """Where verify's shards run: this process, or with --ray a Ray cluster (connected for the block)."""
+    from snn2chip.verify import Local, cluster
 
-    if args.update_golden and not args.golden:
-        raise ModelError("needs --golden FILE (the file to write)", option="--update-golden")
-    inputs = [args.model, None if args.data == "digits" or args.data.startswith("random:") else args.data, args.calib,
-              args.target_file]
-    if args.output:
-        files.check_dir(args.output, "verify", inputs + [args.golden])
+    return contextlib.nullcontext(Local()) if args.ray is None else cluster.connect(args.ray or None)
+
+
+def _golden(args, inputs: list, options, target, result, report):
+    """``report`` with the golden-file check (or the file written) when --golden is given."""
+    from snn2chip import verify
+
+    if not args.golden:
+        return report
+    meta = verify.golden_meta(args.model, target.name, options, result)
     if args.update_golden:
-        files.check_file(args.golden, inputs, ours=_is_golden)
+        files.write_npz(files.check_file(args.golden, inputs, ours=_is_golden), verify.golden_arrays(meta, result))
+        golden = verify.Golden(args.golden, "written", f"wrote {args.golden} ({result.report.samples} samples)")
+    else:
+        diff = verify.check_golden(args.golden, meta, result)
+        golden = verify.Golden(args.golden, "mismatch" if diff else "match", diff or f"outputs equal {args.golden}")
+    return dataclasses.replace(report, golden=golden)
+
+
+def _verify_data(args):
+    """The model's graph and the samples verify runs (options checked against both)."""
+    from snn2chip import frontend
+    from snn2chip.verify import data
+
     graph = frontend.load(args.model)
     if len(graph.inputs) != 1:
         raise ModelError(f"verify feeds one input ('x'); the model has {len(graph.inputs)}", file=args.model)
@@ -190,31 +205,54 @@ def _verify(args) -> int:
         args.lava_samples = 1
     if args.lava_samples > samples:
         raise ModelError(f"asks for {args.lava_samples} samples; verify runs {samples}", option="--lava-samples")
-    dataset = dataset.head(samples)
+    return graph, dataset.head(samples)
+
+
+def _verify(args) -> int:
+    from snn2chip import compiler, verify
+    from snn2chip.report import text
+    from snn2chip.verify import resume, shards
+    from snn2chip.chip import targets
+
+    if args.update_golden and not args.golden:
+        raise ModelError("needs --golden FILE (the file to write)", option="--update-golden")
+    inputs = [args.model, None if args.data == "digits" or args.data.startswith("random:") else args.data, args.calib,
+              args.target_file]
+    if args.output:
+        files.check_dir(args.output, "verify", inputs + [args.golden])
+    if args.update_golden:
+        files.check_file(args.golden, inputs, ours=_is_golden)
+    graph, dataset = _verify_data(args)
+    samples = len(dataset.x)
     setup = verify.settings(graph, dataset, args.data, args.steps, args.input_bits, args.input_scale)
     options = _options(argparse.Namespace(**{**vars(args), "steps": setup.steps, "input_bits": setup.input_bits,
                                              "input_scale": setup.input_scale}))
     target = targets.resolve(args.target_file or args.target)
-    graph, net, compiled = compiler.compile_file(args.model, target, options, system=args.system)
-    try:
-        result = verify.run(graph, net, dataset, setup, target=target.name, dt=args.dt, lava_samples=args.lava_samples,
-                            lava_populations=args.lava_populations,
-                            show_progress=sys.stderr.isatty())
-    except ModelError as e:
-        raise e.in_file(dataset.name) from None
+    args.shard_size = args.shard_size or shards.DEFAULT_SIZE
+    with _executor(args) as executor:
+        graph, net, compiled = compiler.compile_file(args.model, target, options, system=args.system)
+        key = {**verify.identity(args.model, target.name, options), "samples": samples, "steps": setup.steps,
+               "shard_size": args.shard_size, "inputs_sha256": verify.inputs_sha256(verify.digest(dataset.x))}
+        store = resume.Store.beside(args.output, key) if args.output else None
+        finished, note = store.load() if store else ({}, None)
+        if note:
+            print(f"snn2chip verify: {note}", file=sys.stderr)
+        try:
+            result = verify.run(graph, net, dataset, setup, target=target.name, dt=args.dt,
+                                lava_samples=args.lava_samples, lava_populations=args.lava_populations,
+                                show_progress=sys.stderr.isatty(), shard_size=args.shard_size, executor=executor,
+                                finished=finished, keep=store.save if store else None)
+        except ModelError as e:
+            raise e.in_file(dataset.name) from None
+    if result.report.execution.retried:
+        print(f"snn2chip verify: {result.report.execution.retried} shard(s) ran again after their Ray worker died; "
+              "the result is unaffected", file=sys.stderr)
     report = dataclasses.replace(result.report, strategy=compiled.quantization.strategy, compile=compiled.totals)
-    if args.golden:
-        meta = verify.golden_meta(args.model, target.name, options, result)
-        if args.update_golden:
-            files.write_npz(files.check_file(args.golden, inputs, ours=_is_golden), verify.golden_arrays(meta, result))
-            golden = verify.Golden(args.golden, "written", f"wrote {args.golden} ({samples} samples)")
-        else:
-            diff = verify.check_golden(args.golden, meta, result)
-            golden = verify.Golden(args.golden, "mismatch" if diff else "match", diff or f"outputs equal {args.golden}")
-        report = dataclasses.replace(report, golden=golden)
+    report = _golden(args, inputs, options, target, result, report)
     report = verify.judged(report, args.min_agreement)
     if args.output:
         verify.write_dir(args.output, report, result, inputs=inputs + [args.golden])
+        store.remove()
     print(json.dumps(report.to_json()) if args.json else text.verify_table(report))
     if not report.passed:
         failed = "; ".join(c.detail for c in report.checks if not c.passed)

@@ -39,7 +39,7 @@ def locked(lock: Path) -> tuple[str, dict[str, str]]:
     return python, {canonicalize_name(name): version for name, version in pins.items()}
 
 
-@pytest.mark.parametrize("lock, extras", [(LOCK, ("lava", "dev")), (MODERN_LOCK, ("dev", "spikingjelly"))],
+@pytest.mark.parametrize("lock, extras", [(LOCK, ("lava", "dev", "ray")), (MODERN_LOCK, ("dev", "ray", "spikingjelly"))],
                          ids=["venv", "venv-modern"])
 def test_pyproject_admits_what_each_lock_file_pins(lock, extras):
     """The core's ranges (and each environment's extras) hold the locked versions, on the lock's Python."""

@@ -150,11 +150,22 @@ def verify_table(r: VerifyReport) -> str:
         f"    figures: {e.source}; {e.note}",
         f"  latency: {r.latency_steps} chip steps ({r.steps} input steps + pipeline depth {r.pipeline_depth})",
     ]
+    if r.execution is not None:
+        lines.append(f"  run: {_execution(r.execution)}")
     lines += [f"  {'PASS' if c.passed else 'FAIL'} {c.check}: {c.detail}" for c in r.checks]
     if r.golden is not None and r.golden.status == "written":
         lines.append(f"  golden: {r.golden.detail}")
     lines.append(f"  verify {'passed' if r.passed else 'FAILED'}")
     return "\n".join(lines)
+
+
+def _execution(x) -> str:
+    """How a verify run was carried out, in one line (:class:`snn2chip.verify.reports.Execution`)."""
+    where = "in this process" if x.mode == "local" else f"on Ray ({x.workers} CPU{'s' * (x.workers != 1)})"
+    speed = f", {x.samples_per_second:,.1f} samples/s" if x.samples_per_second else ""
+    extra = [f"{x.resumed} resumed"] * bool(x.resumed) + [f"{x.retried} retried after a worker died"] * bool(x.retried)
+    return (f"{x.shards} shard{'s' * (x.shards != 1)} of up to {x.shard_size} samples {where}"
+            f"{' (' + ', '.join(extra) + ')' if extra else ''}, {x.seconds:.1f} s{speed}")
 
 
 def targets_list(chosen: list) -> str:

@@ -8,6 +8,8 @@ steps, so that the outputs of the last float step leave the chip (:func:`chip_in
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from snn2chip.backends import simulator
@@ -15,6 +17,23 @@ from snn2chip.chip.ir import ChipNet
 from snn2chip.frontend import neurons, reference, shapes
 from snn2chip.frontend.graph import Graph
 from snn2chip.verify.reports import Fidelity, LayerFidelity
+
+
+@dataclasses.dataclass
+class Tally:
+    """Float against chip on some samples, in counts that add up over samples: per spiking
+    population ``[float spikes, chip spikes, agreeing (sample, step, neuron), all of them]``, and
+    per sample both predictions."""
+
+    layers: dict[str, np.ndarray]
+    float_pred: np.ndarray
+    chip_pred: np.ndarray
+
+    @staticmethod
+    def merge(parts: list[Tally]) -> Tally:
+        """The tally of ``parts`` (in sample order) together."""
+        return Tally({p: sum(t.layers[p] for t in parts) for p in parts[0].layers},
+                     np.concatenate([t.float_pred for t in parts]), np.concatenate([t.chip_pred for t in parts]))
 
 
 def chip_inputs(net: ChipNet, x: np.ndarray, steps: int) -> np.ndarray:
@@ -89,6 +108,29 @@ def aligned(net: ChipNet, name: str, values: np.ndarray, steps: int) -> np.ndarr
     return values[:, start : start + steps]
 
 
+def tally(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None,
+          chips: dict[str, np.ndarray] | None = None) -> Tally:
+    """Float reference vs compiled simulator on inputs ``x``, as counts that add up over samples
+    (so any split of the samples gives the same :func:`summary`). ``chips``: as for :func:`predictions`."""
+    float_spikes, chip_spikes, float_pred, chip_pred = predictions(graph, net, x, steps, dt, chips)
+    layers = {p: np.array([np.count_nonzero(float_spikes[p]), np.count_nonzero(chip_spikes[p]),
+                           np.count_nonzero(float_spikes[p] == chip_spikes[p]), float_spikes[p].size], np.int64)
+              for p in float_spikes}
+    return Tally(layers, float_pred.astype(np.int64), chip_pred.astype(np.int64))
+
+
+def summary(t: Tally, steps: int, labels: np.ndarray | None = None) -> Fidelity:
+    """The :class:`Fidelity` report of the counts ``t``; accuracies when ``labels`` are given."""
+    def layer(p: str, counts: np.ndarray) -> LayerFidelity:
+        floats, chips, agree, total = (int(c) for c in counts)
+        return LayerFidelity(p, floats / total, chips / total, abs(chips - floats) / total, agree / total)
+
+    accuracy = {} if labels is None else {"float_accuracy": float((t.float_pred == labels).mean()),
+                                          "chip_accuracy": float((t.chip_pred == labels).mean())}
+    return Fidelity(len(t.float_pred), steps, tuple(layer(p, c) for p, c in t.layers.items()),
+                    float((t.float_pred == t.chip_pred).mean()), **accuracy)
+
+
 def fidelity(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | None = None,
              labels: np.ndarray | None = None, chips: dict[str, np.ndarray] | None = None) -> Fidelity:
     """Float reference vs compiled simulator on inputs ``x``, aligned by each population's depth.
@@ -97,14 +139,4 @@ def fidelity(graph: Graph, net: ChipNet, x: np.ndarray, steps: int, dt: float | 
     spike agreement at matching steps; for the first output: prediction agreement, and the
     accuracies of both when ``labels`` are given. ``chips``: as for :func:`predictions`.
     """
-    float_spikes, chip_spikes, float_pred, chip_pred = predictions(graph, net, x, steps, dt, chips)
-    layers = tuple(LayerFidelity(
-        population=p,
-        float_rate=float(float_spikes[p].mean()),
-        chip_rate=float(chip_spikes[p].mean()),
-        rate_error=float(abs(chip_spikes[p].mean() - float_spikes[p].mean())),
-        spike_agreement=float((float_spikes[p] == chip_spikes[p]).mean()),
-    ) for p in float_spikes)
-    accuracy = {} if labels is None else {"float_accuracy": float((float_pred == labels).mean()),
-                                          "chip_accuracy": float((chip_pred == labels).mean())}
-    return Fidelity(int(x.shape[0]), steps, layers, float((float_pred == chip_pred).mean()), **accuracy)
+    return summary(tally(graph, net, x, steps, dt, chips), steps, labels)

@@ -31,21 +31,29 @@ def _digest_array(a: np.ndarray) -> str:
     return f"array {a.shape} sha256 {hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]}"
 
 
-def golden_meta(model: str, target: str, options, result: Result) -> dict:
-    """What a golden file records about how its outputs were made."""
+def identity(model: str, target: str, options) -> dict:
+    """What a chip network's outputs depend on besides its inputs: the model file and its
+    SHA-256, the target, the compile options, and the versions of the chip IR and snn2chip."""
     return {
-        "format": GOLDEN_FORMAT,
-        "version": GOLDEN_VERSION,
         "model": str(model),
         "model_sha256": hashlib.sha256(Path(model).read_bytes()).hexdigest(),
         "target": target,
         "options": {k: _digest_array(v) if isinstance(v, np.ndarray) else v for k, v in dataclasses.asdict(options).items()},
         "chip_ir_format": chip.FORMAT_VERSION,
         "snn2chip": snn2chip.__version__,
-        "data": result.report.data,
-        "samples": result.report.samples,
-        "inputs_sha256": hashlib.sha256("".join(result.inputs_sha256).encode()).hexdigest(),
     }
+
+
+def inputs_sha256(per_sample: list[str]) -> str:
+    """One SHA-256 of the inputs from their per-sample digests."""
+    return hashlib.sha256("".join(per_sample).encode()).hexdigest()
+
+
+def golden_meta(model: str, target: str, options, result: Result) -> dict:
+    """What a golden file records about how its outputs were made."""
+    return {"format": GOLDEN_FORMAT, "version": GOLDEN_VERSION, **identity(model, target, options),
+            "data": result.report.data, "samples": result.report.samples,
+            "inputs_sha256": inputs_sha256(result.inputs_sha256)}
 
 
 def golden_arrays(meta: dict, result: Result) -> dict[str, np.ndarray]:

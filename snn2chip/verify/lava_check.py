@@ -26,12 +26,13 @@ def _first_difference(lava: dict, records: dict, i: int, where: str, start: int 
     return None
 
 
-def network_check(net: ChipNet, x: np.ndarray, steps: int, records: dict, probe: list[str], bar) -> LavaCheck:
-    """Run the samples ``x`` through the whole network in Lava; compare every non-input population
-    (and the u, v of ``probe``) with the simulator's ``records``."""
+def network_check(net: ChipNet, x: np.ndarray, steps: int, probe: list[str], bar) -> LavaCheck:
+    """Run the samples ``x`` through the whole network in Lava and in the simulator; compare every
+    non-input population (and the u, v of ``probe``)."""
     from snn2chip.backends.lava import run_lava
 
     pops = [p for p, pop in net.populations.items() if pop.kind != "input"]
+    records = simulator.simulate(net, fidelity.chip_inputs(net, x, steps), record=pops, probe=probe)
     for i in range(len(x)):
         lava = run_lava(net, fidelity.chip_inputs(net, x[i : i + 1], steps), record=pops, probe=probe)
         bar.update(1)

@@ -101,6 +101,24 @@ class Check(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class Execution(Record):
+    """How a verify run was carried out, the only part of its report that depends on it:
+    ``mode`` ``local`` (one process) or ``ray``, with ``workers`` (CPUs); ``shards`` of
+    ``shard_size`` samples, of which ``resumed`` were read back from an interrupted run and
+    ``retried`` ran again after their worker died; the wall ``seconds`` and ``samples_per_second``
+    of the shards run (None when all were resumed)."""
+
+    mode: str
+    workers: int
+    shards: int
+    shard_size: int
+    resumed: int
+    retried: int
+    seconds: float
+    samples_per_second: float | None
+
+
+@dataclasses.dataclass(frozen=True)
 class VerifyReport(Record):
     """A verify run: data and encoding used, accuracies and agreement, chip activity and energy
     per sample, per layer and population, the checks and whether all passed."""
@@ -135,5 +153,6 @@ class VerifyReport(Record):
     strategy: str | None = optional()
     compile: Totals | None = optional()
     golden: Golden | None = optional()
+    execution: Execution | None = optional()
     checks: tuple[Check, ...] = ()
     passed: bool | None = None

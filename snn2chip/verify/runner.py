@@ -21,18 +21,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from pathlib import Path
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from snn2chip import memory, progress
-from snn2chip.verify import energy, fidelity, lava_check
+from snn2chip.verify import energy, fidelity, lava_check, shards
 from snn2chip.backends import replay, simulator
-from snn2chip.chip.ir import ChipNet, SynapseGroup
+from snn2chip.chip.ir import ChipNet
 from snn2chip.verify.data import Dataset
-from snn2chip.verify.reports import Check, Fidelity, LavaCheck, Latency, PopulationActivity, VerifyReport
+from snn2chip.verify.reports import (Check, Execution, Fidelity, LavaCheck, Latency, PopulationActivity,
+                                     VerifyReport)
 from snn2chip.errors import ModelError
 from snn2chip.files import atomic_dir
 from snn2chip.frontend.graph import Graph
@@ -40,7 +41,6 @@ from snn2chip.frontend.graph import Graph
 DEFAULT_STEPS = 100
 #: ``--data digits`` sends image / 16 as graded payloads 0..16 (exact).
 DIGITS_INPUT = {"input_bits": 6, "input_scale": 16.0}
-CHUNK = 64  # samples per simulator run when counting activity (bounds memory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,23 +73,6 @@ def settings(graph: Graph, dataset: Dataset, data_spec: str, steps: int | None,
                     defaults["input_scale"] if input_scale is None else float(input_scale), which)
 
 
-def fanout(net: ChipNet, g: SynapseGroup) -> np.ndarray:
-    """Synapses (non-zero stored weights) leaving each source neuron of group ``g``, flat.
-
-    A conv's fan-out is the gradient of the summed output of a convolution with the kernel's
-    non-zero mask (edges and strides included), so no dense matrix is built."""
-    src = net.populations[g.src]
-    weights = np.asarray(g.weights)
-    if g.kind == "conv":
-        x = torch.ones((1, *src.shape), dtype=torch.float64, requires_grad=True)
-        mask = torch.as_tensor(weights != 0, dtype=torch.float64)
-        F.conv2d(x, mask, None, g.stride, g.padding, g.dilation, g.groups).sum().backward()
-        return x.grad.reshape(-1).round().to(torch.int64).numpy()
-    if g.kind == "sparse":
-        return np.bincount(np.asarray(g.cols)[weights != 0], minlength=src.size)
-    return np.count_nonzero(weights, axis=0)
-
-
 @dataclasses.dataclass
 class Result:
     """A verify run: its ``report``, the simulator's ``outputs`` for golden files,
@@ -102,99 +85,94 @@ class Result:
     inputs_sha256: list[str]
 
 
-def _activity(net: ChipNet, x: np.ndarray, steps: int, keep: int, everywhere: list[str], probe: list[str],
-              bar) -> tuple[dict, dict]:
-    """Per population and sample: messages (non-zero outputs) and the synaptic operations they
-    cause, counted while the simulator runs; the records named in ``everywhere`` for every sample
-    (of non-output populations only their steps aligned with the float steps, as int8, when
-    ``keep`` is 0), or of every population in full for the first ``keep`` samples (for the
-    whole-network Lava check)."""
-    fans = {p: [fanout(net, g) for g in net.groups if g.src == p] for p in net.populations}
-    outputs = set(net.outputs)  # recorded in full (golden files)
-    weights = {p: sum(f, np.zeros(net.populations[p].size, np.int64)) for p, f in fans.items()}
-    spikes = {p: np.zeros(len(x), dtype=np.int64) for p in net.populations}
-    synops = {p: np.zeros(len(x), dtype=np.int64) for p in net.populations}
-    kept: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(x), CHUNK):
-        part = fidelity.chip_inputs(net, x[start : start + CHUNK], steps)
-        record = list(net.populations) if start < keep else [p for p in dict.fromkeys(everywhere) if p in net.populations]
-        windows = fidelity.windows(net, [p for p in record if p not in outputs], steps) if not keep else None
-        records = simulator.simulate(net, part, record=record, probe=probe, activity=weights, windows=windows)
-        for p in net.populations:
-            spikes[p][start : start + len(part)] = records.pop(f"{p}:messages")
-            synops[p][start : start + len(part)] = records.pop(f"{p}:weighted").round().astype(np.int64)
-        for key, values in records.items():
-            if key in everywhere or start < keep:
-                kept.setdefault(key, []).append(values if key in everywhere else values[: keep - start])
-        bar.update(len(part))
-    return {"spikes": spikes, "synops": synops, "fans": fans}, {k: np.concatenate(v) for k, v in kept.items()}
-
-
-def _digest(x: np.ndarray) -> list[str]:
+def digest(x: np.ndarray) -> list[str]:
     """SHA-256 per sample of its float32 values (golden files check they see the same inputs)."""
     return [hashlib.sha256(np.ascontiguousarray(s, dtype=np.float32).tobytes()).hexdigest() for s in x]
 
 
-def _check_memory(graph: Graph, net: ChipNet, samples: int, steps: int, probe: list[str]) -> None:
-    """Before running: the simulator's chunks, the chip records kept for every sample and the
-    float reference's records must fit the memory budget."""
+def _check_memory(graph: Graph, net: ChipNet, samples: int, steps: int, chunk: int, parallel: int) -> None:
+    """Before running: ``parallel`` shards at a time on this machine, each simulating and
+    running the float reference on ``chunk`` samples, and the output records kept for every
+    sample, must fit the memory budget."""
     chip_steps = steps + net.pipeline_depth
-    chunk = min(samples, CHUNK)
     spiking = [p for p in fidelity.spiking_populations(graph, net) if p not in net.outputs]
-    consumers = simulator.estimate_bytes(net, chunk, chunk, chip_steps, [*spiking, *net.outputs], probe,
-                                         windows=fidelity.windows(net, spiking, steps))
-    kept = [*spiking, *net.outputs, *probe]
-    consumers.append((samples * steps * sum(net.populations[p].size for p in spiking)
-                      + 8 * samples * chip_steps * (sum(net.populations[p].size for p in net.outputs)
-                                                    + 2 * sum(net.populations[p].size for p in probe)),  # u and v
-                      f"the chip records of {len(kept)} populations over {samples} samples"))
-    consumers.append((8 * samples * steps * sum(net.populations[p].size for p in kept),
-                      f"the float reference's records over {samples} samples"))
+    probe = [p for p in net.outputs if net.populations[p].kind == "lif"]
+    running = simulator.estimate_bytes(net, chunk, chunk, chip_steps, [*spiking, *net.outputs], probe,
+                                       windows=fidelity.windows(net, spiking, steps))
+    running.append((8 * chunk * steps * sum(net.populations[p].size for p in [*spiking, *net.outputs]),
+                    f"the float reference's records of {chunk} samples"))
+    consumers = [(parallel * b, what if parallel == 1 else f"{what} in each of {parallel} workers") for b, what in running]
+    consumers.append((4 * samples * chip_steps * sum(net.populations[p].size * (1 + 2 * (p in probe)) for p in net.outputs),
+                      f"the output records of {samples} samples"))
     largest = max(consumers)
     memory.check(sum(b for b, _ in consumers), f"verifying {samples} samples x {steps} steps", file=graph.source,
                  hint=f"the largest consumer is {largest[1]} ({memory.fmt(largest[0])}); use fewer --samples or --steps")
 
 
+class Local:
+    """Runs the shards one after another in this process."""
+
+    mode, workers, local_workers, retried = "local", 1, 1, 0
+
+    def shards(self, graph: Graph, net: ChipNet, steps: int, dt: float | None, x: np.ndarray,
+               jobs: list[tuple[int, int]], advance: Callable[[int], None]) -> Iterator[shards.Shard]:
+        """The :class:`~snn2chip.verify.shards.Shard` of each job ``[start, stop)`` of ``x``, as each finishes."""
+        worker = shards.Worker(graph, net, steps, dt) if jobs else None
+        for start, stop in jobs:
+            yield worker.shard(x[start:stop], start, advance)
+
+
 def run(graph: Graph, net: ChipNet, dataset: Dataset, setup: Settings, *, target: str = "loihi2",
         dt: float | None = None, lava_samples: int = 0, lava_populations: str | None = None,
-        show_progress: bool = False) -> Result:
+        show_progress: bool = False, shard_size: int = shards.DEFAULT_SIZE, executor=None,
+        finished: Mapping[int, shards.Shard] | None = None, keep: Callable[[shards.Shard], None] | None = None) -> Result:
     """Verify ``net`` (compiled from ``graph``) on every sample of ``dataset`` and Lava on the first
     ``lava_samples``: the whole network, or with ``lava_populations`` (``all``, ``N`` or names, see
-    :func:`snn2chip.backends.replay.choose`) those populations replayed one at a time."""
+    :func:`snn2chip.backends.replay.choose`) those populations replayed one at a time.
+
+    The samples run in shards of ``shard_size`` (:mod:`snn2chip.verify.shards`) on ``executor``
+    (default :class:`Local`; :class:`snn2chip.verify.cluster.Cluster` for Ray), except those in
+    ``finished`` (shards by first sample, from an interrupted run); ``keep(shard)`` is called as
+    each shard finishes (to save it)."""
     x, steps, samples = np.asarray(dataset.x), setup.steps, len(dataset.x)
-    _, key = fidelity.readout(graph, net)
-    probe = [p for p in net.outputs if net.populations[p].kind == "lif"]  # includes an integrating read-out
-    outputs = list(net.outputs) + [f"{p}.v" for p in probe]
-    _check_memory(graph, net, samples, steps, probe)
+    executor = executor or Local()
+    finished = dict(finished or {})
+    _check_memory(graph, net, samples, steps, min(samples, shard_size, shards.CHUNK), executor.local_workers)
+    probe = [p for p in net.outputs if net.populations[p].kind == "lif"]
     replayed = replay.choose(net, lava_populations) if lava_populations and lava_samples else None
-    total = 2 * samples + (lava_samples if replayed is None else len(replayed))
+    jobs = [job for job in shards.plan(samples, shard_size) if job[0] not in finished]
+    total = samples + (lava_samples if replayed is None else len(replayed))
+    began = time.perf_counter()
     with progress.bar(range(total), "verify", "sample", show_progress) as bar:  # advanced by hand
-        bar.set_postfix_str("chip simulator")
-        counts, records = _activity(net, x, steps, lava_samples if replayed is None else 0,
-                                    outputs + fidelity.spiking_populations(graph, net), probe, bar)
-        bar.set_postfix_str("float reference")
-        fid = fidelity.fidelity(graph, net, x, steps, dt=dt, labels=dataset.y, chips=records)
-        bar.update(samples)
+        bar.update(sum(s.stop - s.start for s in finished.values()))
+        bar.set_postfix_str(f"{executor.mode}: simulator and float reference")
+        for shard in executor.shards(graph, net, steps, dt, x, jobs, bar.update):
+            finished[shard.start] = shard
+            if keep:
+                keep(shard)
+        seconds = time.perf_counter() - began
+        merged = shards.merge(list(finished.values()))
         if lava_samples:
             bar.set_postfix_str("Lava")
         lava = None
         if replayed is not None:
             lava = lava_check.replay_check(net, x[:lava_samples], steps, replayed, bar)
         elif lava_samples:
-            lava = lava_check.network_check(net, x[:lava_samples], steps, records, probe, bar)
-    report = _report(net, dataset, setup, target, counts, fid, lava_samples, lava)
-    outputs = {k: records[k].astype(np.int32) for k in outputs}
-    raster = {layer.population: fidelity.aligned(net, layer.population, records[layer.population], steps)[0]
-              for layer in fid.layers}
-    return Result(report, outputs, fidelity.chip_prediction(net, key, records[key], steps), raster, _digest(x))
+            lava = lava_check.network_check(net, x[:lava_samples], steps, probe, bar)
+    fid = fidelity.summary(merged.tally, steps, dataset.y)
+    done = sum(b - a for a, b in jobs)
+    execution = Execution(executor.mode, executor.workers, len(finished), shard_size, len(finished) - len(jobs),
+                          executor.retried, round(seconds, 3), round(done / seconds, 3) if done else None)
+    report = _report(net, dataset, setup, target, merged, fid, lava_samples, lava, execution)
+    return Result(report, merged.outputs, merged.tally.chip_pred, merged.raster, digest(x))
 
 
-def _populations(net: ChipNet, counts: dict, fid: Fidelity) -> tuple[PopulationActivity, ...]:
+def _populations(net: ChipNet, counts: shards.Shard, fid: Fidelity) -> tuple[PopulationActivity, ...]:
     """The report's entry per population: size, spikes and synaptic operations, and for spiking
     populations their float and chip firing rates and spike agreement."""
     rates = {layer.population: layer for layer in fid.layers}
     return tuple(PopulationActivity(
-        p, pop.kind, pop.size, float(counts["spikes"][p].mean() / pop.size), float(counts["synops"][p].mean()),
+        p, pop.kind, pop.size, float(counts.messages[p].mean() / pop.size), float(counts.synops[p].mean()),
         **({k: getattr(rates[p], k) for k in ("float_rate", "chip_rate", "rate_error", "spike_agreement")}
            if p in rates else {}),
     ) for p, pop in net.populations.items())
@@ -204,17 +182,18 @@ LATENCY_NOTE = ("Loihi time steps have no fixed duration (asynchronous cores; an
                 "traffic needs): no public time-per-step figure applies, so none is given")
 
 
-def _report(net: ChipNet, dataset: Dataset, setup: Settings, target: str, counts: dict, fid: Fidelity,
-            lava_samples: int, lava: LavaCheck | None) -> VerifyReport:
-    """The verify report from the chip activity ``counts``, the :func:`fidelity
-    <snn2chip.verify.fidelity.fidelity>` report ``fid`` and the Lava comparison ``lava``."""
+def _report(net: ChipNet, dataset: Dataset, setup: Settings, target: str, counts: shards.Shard,
+            fid: Fidelity, lava_samples: int, lava: LavaCheck | None, execution: Execution) -> VerifyReport:
+    """The verify report from the merged shards ``counts`` (chip activity), the :func:`fidelity
+    <snn2chip.verify.fidelity.summary>` report ``fid``, the Lava comparison ``lava`` and how the
+    run was carried out."""
     steps = setup.steps
     chip_steps = steps + net.pipeline_depth
     neurons = {p: pop.size for p, pop in net.populations.items() if pop.kind != "input"}
     total_neurons = sum(neurons.values())
-    spikes = sum(counts["spikes"][p].mean() for p in neurons)
-    synops = sum(counts["synops"][p].mean() for p in net.populations)
-    messages = sum(counts["spikes"][p].mean() * len(counts["fans"][p]) for p in net.populations)
+    spikes = sum(counts.messages[p].mean() for p in neurons)
+    synops = sum(counts.synops[p].mean() for p in net.populations)
+    messages = sum(counts.messages[g.src].mean() for g in net.groups)  # one per spike and synapse group
     updates = total_neurons * chip_steps
     joules = energy.estimate(target, synops, updates, spikes, messages)
     return VerifyReport(
@@ -227,6 +206,7 @@ def _report(net: ChipNet, dataset: Dataset, setup: Settings, target: str, counts
         neurons=total_neurons, spikes_per_neuron=float(spikes / total_neurons), spikes_per_sample=float(spikes),
         synops_per_sample=float(synops), neuron_updates_per_sample=updates, energy_per_inference_j=joules.total_j,
         energy=joules, layers=fid.layers, populations=_populations(net, counts, fid), target=target, lava=lava,
+        execution=execution,
     )
 
 
