@@ -56,6 +56,14 @@ def test_ray_gives_the_json_of_one_process(capsys, local_ray):
     assert alone["samples"] == 450 and 0.9 < alone["chip_accuracy"] and alone["layers"]
 
 
+def test_the_golden_check_sees_the_merged_outputs(capsys, local_ray):
+    golden = Path(__file__).resolve().parent / "golden" / "sew_add.npz"
+    code = main(["verify", str(SEW_ADD), "--data", "digits", "--samples", "20", "--shard-size", "8",
+                 "--golden", str(golden), "--ray"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"PASS golden: outputs equal {golden}" in out
+
+
 def _dying_tracker(tracker):
     """``tracker`` as seen by a shard whose worker process dies at its first progress report."""
     return types.SimpleNamespace(start=tracker.start,
