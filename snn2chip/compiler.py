@@ -25,6 +25,7 @@ from snn2chip.chip.partition import PartitionReport
 from snn2chip.chip.totals import Totals, totals
 from snn2chip.errors import ModelError
 from snn2chip.files import atomic_dir
+from snn2chip.frontend import summary
 from snn2chip.frontend.graph import Graph
 from snn2chip.passes import lower
 from snn2chip.passes.quantize import Capabilities, Options, OverBudget, compile_graph
@@ -35,13 +36,16 @@ from snn2chip.verify.reports import Fidelity
 
 @dataclasses.dataclass(frozen=True)
 class CompileReport(Record):
-    """``report.json`` of a build: the model and target, resource totals, what quantization
+    """``report.json`` of a build: the model and target, the NIR model's neurons (its neuron and
+    Threshold nodes' elements; ``neurons`` / ``model_neurons`` is the helper overhead), resource
+    totals, what quantization
     reports (per layer and group), the partition and, with ``--check``, the fidelity."""
 
     model: str
     target: str
     dt: float
     chip_ir_format: int
+    model_neurons: int
     totals: Totals = flat()
     inputs: tuple[str, ...]
     outputs: dict[str, str]
@@ -122,7 +126,8 @@ def compile_file(model: str | Path, target: str | Path | target_files.Target = "
         placement = partition_report(net, chip_target, system)
     except ModelError as e:
         raise e.in_file(str(model)) from None
-    report = CompileReport(str(model), chip_target.name, net.dt, chip.FORMAT_VERSION, totals(net), tuple(net.inputs),
+    report = CompileReport(str(model), chip_target.name, net.dt, chip.FORMAT_VERSION,
+                           summary.model_neurons(graph), totals(net), tuple(net.inputs),
                            dict(net.output_of), quantized, placement.cores_to_bound_ratio, placement)
     return graph, net, report
 

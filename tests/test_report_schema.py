@@ -14,7 +14,8 @@ ZOO = Path(__file__).resolve().parents[1] / "models" / "zoo"
 #: README "Compile, then run": totals, pipeline depth, per population its scale, vth, du/dv and
 #: their rounding errors, threshold exactness; per synapse group kind, exponent, sign mode and
 #: weight error; the --check fidelity and the partition
-BUILD = {"model", "target", "dt", "chip_ir_format", "populations", "neurons", "synapse_groups", "synapses",
+BUILD = {"model", "target", "dt", "chip_ir_format", "model_neurons", "populations", "neurons", "neurons_by_role",
+         "synapse_groups", "synapses",
          "connections", "weight_memory_bytes", "pipeline_depth", "inputs", "outputs", "layers", "unaligned_joins",
          "range_clamps", "strategy", "split_signs", "calibration_samples", "rounding", "joins", "cores_to_bound_ratio",
          "partition", "fidelity"}
@@ -41,6 +42,12 @@ def test_build_report_keys(tmp_path, capsys):
     assert PARTITION <= set(report["partition"]) and FIDELITY <= set(report["fidelity"])
     out = capsys.readouterr().out
     assert len(out.splitlines()) <= 10 and "(per layer: -v or report.md)" in out  # short, whatever the depth
+    # the helper overhead: the roles add up, and the model's neurons are what inspect counts
+    assert sum(report["neurons_by_role"].values()) == report["neurons"]
+    assert set(report["neurons_by_role"]) == {"model", "relay", "delay", "bias"}
+    assert main(["inspect", str(ZOO / "sew_and.nir"), "--json"]) == 0
+    assert report["model_neurons"] == json.loads(capsys.readouterr().out)["totals"]["neurons"] == 10762
+    assert "(1.00x the NIR model's 10,762; by role: model 10,762, relay 0, delay 0, bias 1)" in out
 
 
 @pytest.mark.slow

@@ -6,17 +6,20 @@ import dataclasses
 
 import numpy as np
 
-from snn2chip.chip.ir import ChipNet
+from snn2chip.chip.ir import ROLES, ChipNet
 from snn2chip.records import Record
 
 
 @dataclasses.dataclass(frozen=True)
 class Totals(Record):
-    """Populations and neurons (inputs excluded), synapse groups, stored synapses (a conv kernel
-    counts once), connections (a conv's per output position) and weight memory in bytes."""
+    """Populations and neurons (inputs excluded), the neurons by population role (``model``;
+    ``relay``: graded sums of shortcuts; ``delay``: delay-line copies; ``bias``: always-on
+    neurons), synapse groups, stored synapses (a conv kernel counts once), connections (a
+    conv's per output position) and weight memory in bytes."""
 
     populations: int
     neurons: int
+    neurons_by_role: dict[str, int]
     synapse_groups: int
     synapses: int
     connections: int
@@ -35,6 +38,8 @@ def totals(net: ChipNet) -> Totals:
     return Totals(
         populations=sum(p.kind != "input" for p in net.populations.values()),
         neurons=sum(p.size for p in net.populations.values() if p.kind != "input"),
+        neurons_by_role={role: sum(p.size for p in net.populations.values() if p.kind != "input" and p.role == role)
+                         for role in ROLES},
         synapse_groups=len(net.groups),
         synapses=sum(int(np.count_nonzero(g.weights)) for g in net.groups),
         connections=connections,

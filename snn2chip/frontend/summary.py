@@ -24,6 +24,11 @@ def parameter_count(node: nir.NIRNode) -> int:
     )
 
 
+def model_neurons(graph: Graph) -> int:
+    """The neurons of the NIR model itself: the elements of its neuron and Threshold nodes."""
+    return sum(int(np.prod(graph.out_shapes[n])) for n, node in graph.nodes.items() if isinstance(node, NEURON_TYPES))
+
+
 def summarize(graph: Graph) -> dict:
     """The inspect report as plain JSON-ready data."""
     rows = []

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from snn2chip.chip.partition import RESOURCES, PartitionReport
+from snn2chip.report import text
 from snn2chip.report.plots import _pyplot
 
 if TYPE_CHECKING:  # the compiler imports this module
@@ -32,7 +33,7 @@ def markdown(report: CompileReport) -> str:
     bounds = part.bounds
     lines = [
         f"# {report.model} on {part.target} ({part.system}, {_count(part.system_chips, 'chip')})", "",
-        f"{t.populations:,} populations, {t.neurons:,} neurons, {t.synapses:,} stored synapses, "
+        f"{t.populations:,} populations, {t.neurons:,} neurons ({text.roles(report)}), {t.synapses:,} stored synapses, "
         f"pipeline depth {report.pipeline_depth}, shortcut strategy {report.quantization.strategy}.", "",
         "## Cores", "",
         f"**{_count(part.cores, 'core')}** on **{_count(part.chips_used, 'chip')}** ({part.tiles:,} tiles); "

@@ -79,6 +79,13 @@ def _fidelity_lines(fid: Fidelity, verbose: bool) -> list[str]:
     return lines + [f"  check output agreement on {fid.samples} samples: {100 * fid.output_agreement:.1f}%"]
 
 
+def roles(report: CompileReport) -> str:
+    """The chip's neurons by population role, against the NIR model's."""
+    t = report.totals
+    return (f"{t.neurons / max(report.model_neurons, 1):.2f}x the NIR model's {report.model_neurons:,}; by role: "
+            + ", ".join(f"{role} {n:,}" for role, n in t.neurons_by_role.items()))
+
+
 def compile_summary(report: CompileReport, output: str, verbose: bool = False) -> str:
     """What ``compile`` prints: where the build went, the partition, totals, warnings and the
     ``--check`` fidelity; with ``verbose`` also one line per population with its groups'
@@ -90,7 +97,7 @@ def compile_summary(report: CompileReport, output: str, verbose: bool = False) -
         f"cores / bound {part.cores_to_bound_ratio:.3f} (bound {part.bounds['volume']['cores']:,}); "
         f"traffic between chips {part.traffic.inter_chip:,.0f} of {part.traffic.inter_core:,.0f} between "
         f"cores ({part.traffic.weighting}); {output}/report.md",
-        f"  {t.populations} populations, {t.neurons:,} neurons, {t.synapses:,} synapses "
+        f"  {t.populations} populations, {t.neurons:,} neurons ({roles(report)}), {t.synapses:,} synapses "
         f"({t.connections:,} connections), {t.weight_memory_bytes:,} bytes of weights, "
         f"pipeline depth {report.pipeline_depth}",
     ]
