@@ -161,7 +161,7 @@ def build_entry(name: str, spec: dict, zoo_dir: Path, log=print) -> tuple[dict, 
         reference = predict(model, x_test)
     else:
         metadata = {"model": name, "family": spec["family"], "variant": spec["variant"], "time_steps": folded.steps,
-                    "readout": READOUT_RULE, "input_encoding": INPUT_ENCODING}
+                    "readout": READOUT_RULE, "input_encoding": INPUT_ENCODING, "calibration": CALIBRATION}
         export(folded, path, metadata=metadata)
         file_predictions = executor_predictions(path, x_test, folded.steps)
         import snn2chip.summary

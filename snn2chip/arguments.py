@@ -94,7 +94,11 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib", metavar="FILE",
                    help="calibration inputs (.npy, or .npz with 'x'; e.g. training samples): weights are rounded "
                         "with error compensation on them (see --rounding) and biases corrected by the mean input "
-                        "error that rounding leaves (default: no calibration, weights rounded to nearest)")
+                        "error that rounding leaves (default: the file the model's metadata 'calibration' names, "
+                        "relative to the model, as the zoo's models do; else no calibration, weights rounded to "
+                        "nearest)")
+    p.add_argument("--no-calib", action="store_true",
+                   help="no calibration, even when the model's metadata names a calibration file")
     p.add_argument("--rounding", choices=("compensated", "nearest"), default="compensated",
                    help="with --calib: compensated (default; GPTQ: each weight's rounding error is offset on the "
                         "inputs not yet rounded, as they co-vary on the calibration data) or nearest")

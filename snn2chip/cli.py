@@ -141,9 +141,11 @@ def _compile(args) -> int:
     from snn2chip.report import text
     from snn2chip.verify import fidelity
 
+    calibration = _model_calibration(args)
     files.check_dir(args.output, "build", _compile_inputs(args))
     target = targets.resolve(args.target_file or args.target)
     graph, net, report = compiler.compile_file(args.model, target, _options(args), system=args.system)
+    report = dataclasses.replace(report, calibration=calibration)
     if args.check:
         x = _check_inputs(args.check, net)
         try:
@@ -214,6 +216,7 @@ def _verify(args) -> int:
     from snn2chip.verify import resume, shards
     from snn2chip.chip import targets
 
+    calibration = _model_calibration(args)
     if args.update_golden and not args.golden:
         raise ModelError("needs --golden FILE (the file to write)", option="--update-golden")
     inputs = [args.model, None if args.data == "digits" or args.data.startswith("random:") else args.data, args.calib,
@@ -247,7 +250,8 @@ def _verify(args) -> int:
     if result.report.execution.retried:
         print(f"snn2chip verify: {result.report.execution.retried} shard(s) ran again after their Ray worker died; "
               "the result is unaffected", file=sys.stderr)
-    report = dataclasses.replace(result.report, strategy=compiled.quantization.strategy, compile=compiled.totals)
+    report = dataclasses.replace(result.report, strategy=compiled.quantization.strategy, compile=compiled.totals,
+                                 calibration=calibration)
     report = _golden(args, inputs, options, target, result, report)
     report = verify.judged(report, args.min_agreement)
     if args.output:
@@ -291,6 +295,24 @@ def _targets(args) -> int:
     chosen = [targets.load_file(args.target_file)] if args.target_file else [targets.resolve(n) for n in targets.builtin()]
     print(text.targets_list(chosen))
     return 0
+
+
+def _model_calibration(args) -> str:
+    """Resolve the calibration set: --calib; without it (and --no-calib) the file the model's
+    metadata 'calibration' names (relative to the model file) becomes --calib. Returns where it
+    came from, for the reports."""
+    from snn2chip.frontend.read import file_metadata
+
+    if args.calib and args.no_calib:
+        raise ModelError("cannot be combined with --calib", option="--no-calib")
+    named = None if args.calib or args.no_calib else file_metadata(args.model).get("calibration")
+    if isinstance(named, str) and named.strip():
+        args.calib = str(Path(args.model).parent / named)
+        if not Path(args.calib).is_file():
+            raise ModelError(f"metadata 'calibration' names {named!r}, but {args.calib} is not a file "
+                             "(--no-calib: compile without calibration)", file=args.model)
+        return f"{args.calib} (named by the model's metadata 'calibration'; --no-calib: none)"
+    return f"{args.calib} (--calib)" if args.calib else "none"
 
 
 def _options(args):

@@ -38,7 +38,7 @@ from snn2chip.verify.reports import Fidelity
 class CompileReport(Record):
     """``report.json`` of a build: the model and target, the NIR model's neurons (its neuron and
     Threshold nodes' elements; ``neurons`` / ``model_neurons`` is the helper overhead), resource
-    totals, what quantization
+    totals, the calibration set's file and where it was named (the command line's), what quantization
     reports (per layer and group), the partition and, with ``--check``, the fidelity."""
 
     model: str
@@ -53,6 +53,7 @@ class CompileReport(Record):
     cores_to_bound_ratio: float
     partition: PartitionReport
     fidelity: Fidelity | None = optional()
+    calibration: str | None = optional()
 
     @property
     def pipeline_depth(self) -> int:

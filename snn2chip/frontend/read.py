@@ -157,8 +157,20 @@ def read_node(tree: dict, name: str) -> nir.NIRNode:
         raise ModelError(f"malformed {kind} node: {e or type(e).__name__}", node=node) from None
 
 
+def file_metadata(path: str | Path) -> dict:
+    """The top-level graph's metadata of the NIR file at ``path``, read alone (unchecked; {} when
+    the file has none or is not readable: :func:`load` says why)."""
+    try:
+        with h5py.File(path, "r") as f:
+            group = f.get("node/metadata")
+            return _plain({k: group[k][()] for k in group if isinstance(group[k], h5py.Dataset)}) \
+                if isinstance(group, h5py.Group) else {}
+    except OSError:
+        return {}
+
+
 def check_metadata(metadata: dict) -> dict:
-    """The graph's metadata, with the keys snn2chip reads (``dt``, ``time_steps``) checked."""
+    """The graph's metadata, with the keys snn2chip reads (``dt``, ``time_steps``, ``calibration``) checked."""
     dt = metadata.get("dt")
     if dt is not None and (isinstance(dt, (bool, str)) or np.ndim(dt) != 0 or np.asarray(dt).dtype.kind not in "iuf"
                            or not np.isfinite(dt) or dt <= 0):
@@ -167,6 +179,10 @@ def check_metadata(metadata: dict) -> dict:
     if steps is not None and (isinstance(steps, (bool, str)) or np.ndim(steps) != 0
                               or np.asarray(steps).dtype.kind not in "iu" or steps < 1):
         raise ModelError(f"metadata 'time_steps' must be a positive integer, got {steps!r}")
+    calibration = metadata.get("calibration")
+    if calibration is not None and (not isinstance(calibration, str) or not calibration.strip()):
+        raise ModelError(f"metadata 'calibration' must name a file (.npy or .npz, relative to the model), "
+                         f"got {calibration!r}")
     return metadata
 
 

@@ -92,7 +92,8 @@ def compile_summary(report: CompileReport, output: str, verbose: bool = False) -
     quantization errors (always in ``report.md`` and ``report.json``)."""
     part, t, q = report.partition, report.totals, report.quantization
     lines = [
-        f"{report.model} -> {output}/network.h5 ({report.target}, shortcut strategy {q.strategy})",
+        f"{report.model} -> {output}/network.h5 ({report.target}, shortcut strategy {q.strategy}"
+        + (f"; calibration {report.calibration}" if report.calibration else "") + ")",
         f"  {part.cores:,} cores on {part.chips_used:,} of {part.system_chips:,} chips ({part.system}), "
         f"cores / bound {part.cores_to_bound_ratio:.3f} (bound {part.bounds['volume']['cores']:,}); "
         f"traffic between chips {part.traffic.inter_chip:,.0f} of {part.traffic.inter_core:,.0f} between "
@@ -129,7 +130,7 @@ def verify_table(r: VerifyReport) -> str:
     lines = [
         f"{r.model}: {r.data}, {r.samples} samples x {r.steps} steps",
         f"  used: steps {r.steps} ({r.steps_source}), input-bits {r.input_bits}, "
-        f"input-scale {r.input_scale:g} ({r.input_source})",
+        f"input-scale {r.input_scale:g} ({r.input_source})" + (f", calibration {r.calibration}" if r.calibration else ""),
     ]
     if r.compile is not None:
         c = r.compile

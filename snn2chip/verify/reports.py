@@ -151,6 +151,7 @@ class VerifyReport(Record):
     target: str
     lava: LavaCheck | None = optional()
     strategy: str | None = optional()
+    calibration: str | None = optional()
     compile: Totals | None = optional()
     golden: Golden | None = optional()
     execution: Execution | None = optional()
