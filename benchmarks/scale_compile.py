@@ -3,7 +3,8 @@
     .venv/bin/python -m models.scale sew_resnet152 ms_resnet104 ms_resnet482 --out-dir out/scale
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scale_compile.py NAME [--strategy relay] [--target loihi2] [--system S]
 
-One model per process (peak RSS is the process's). Prints wall time, peak RSS, and the partition:
+One model per process (peak RSS is the process's). Prints wall time, peak RSS, the neurons on chip
+by population role against the NIR model's, and the partition:
 cores, bounds, cores/bound, chips, traffic, range clamps (:mod:`snn2chip.quantize`) and the
 smallest threshold; or the compile error, verbatim. NAME may also be a path to a ``.nir`` file.
 """
@@ -46,6 +47,9 @@ def main() -> int:
         return 1
     part, t = report.partition, report.totals
     print(f"  {t.neurons:,} neurons, {t.synapses:,} stored synapses, {t.populations:,} populations")
+    roles = ", ".join(f"{role} {n:,}" for role, n in t.neurons_by_role.items())
+    print(f"  neurons on chip / in the NIR model: {t.neurons / report.model_neurons:.2f}x ({report.model_neurons:,} "
+          f"in the model; by role: {roles})")
     print(f"  {part.cores:,} cores on {part.chips_used:,} chips of system {part.system} ({part.system_chips:,}); "
           f"volume bound {part.bounds['volume']['cores']:,}, one-layer-per-core bound "
           f"{part.bounds['one_layer_per_core']['cores']:,}; cores/bound {part.cores_to_bound_ratio:.3f}")

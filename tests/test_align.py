@@ -29,16 +29,14 @@ def residual_graph():
     return make_graph(nodes, edges + [("a", "skip"), ("skip", "c")])
 
 
-def residual(options: Options = Options(), caps: Capabilities = Capabilities(), payload_bits: int = 0):
-    """The context, the incoming paths of c, the depths and the populations built before c."""
+def residual(options: Options = Options(), caps: Capabilities = Capabilities()):
+    """The context, the incoming paths of c and the depths of the populations built before c."""
     ctx = context.make(residual_graph(), options, caps)
-    depth = {"input": 0, "a": 1, "b": 2}
-    built = {name: Population(name, "lif", (4,), payload_bits=payload_bits if name == "a" else 0) for name in depth}
-    return ctx, align.incoming_paths(ctx, "c"), depth, built
+    return ctx, align.incoming_paths(ctx, "c"), {"input": 0, "a": 1, "b": 2}
 
 
 def test_incoming_paths_are_the_lowered_float_maps():
-    _, incoming, _, _ = residual()
+    _, incoming, _ = residual()
     assert [(src, chain_, rec, fg.kind, fg.src, fg.dst) for src, chain_, rec, fg in incoming] == [
         ("b", ("fb",), False, "dense", "b", "c"), ("a", ("skip",), False, "dense", "a", "c")]
     np.testing.assert_array_equal(incoming[0][3].weights, np.eye(4))
@@ -46,32 +44,30 @@ def test_incoming_paths_are_the_lowered_float_maps():
 
 
 def test_a_shorter_binary_dense_path_waits_in_synaptic_delays():
-    ctx, incoming, depth, built = residual()
-    assert align.align(ctx, incoming, depth, built) == Alignment(3, (2, 3), (Wait(0, False), Wait(1, True)))
+    ctx, incoming, depth = residual()
+    assert align.align(ctx, incoming, depth) == Alignment(3, (2, 3), (Wait(0, False), Wait(1, True)))
 
 
-def test_a_path_waits_in_a_delay_line_beyond_the_delay_limit_for_graded_values_and_convs():
-    ctx, incoming, depth, built = residual(caps=Capabilities(max_delay=0))
-    assert align.align(ctx, incoming, depth, built).waits == (Wait(0, False), Wait(1, False))
-    ctx, incoming, depth, built = residual(payload_bits=24)  # a sends graded payloads
-    assert align.align(ctx, incoming, depth, built).waits == (Wait(0, False), Wait(1, False))
-    ctx, incoming, depth, built = residual()
+def test_a_path_waits_in_a_delay_line_beyond_the_delay_limit_and_into_convs():
+    ctx, incoming, depth = residual(caps=Capabilities(max_delay=0))
+    assert align.align(ctx, incoming, depth).waits == (Wait(0, False), Wait(1, False))
+    ctx, incoming, depth = residual()
     as_conv = [(src, ch, rec, dataclasses.replace(fg, kind="conv")) for src, ch, rec, fg in incoming]
-    assert align.align(ctx, as_conv, depth, built).waits == (Wait(0, False), Wait(1, False))
+    assert align.align(ctx, as_conv, depth).waits == (Wait(0, False), Wait(1, False))
 
 
 def test_the_lag_is_the_depth_difference_and_the_limit_is_inclusive():
     """b at depth 5: c is at depth 6, and a (depth 1) waits 6 - 1 - 1 = 4 steps."""
-    ctx, incoming, _, built = residual(caps=Capabilities(max_delay=4))
+    ctx, incoming, _ = residual(caps=Capabilities(max_delay=4))
     deep = {"input": 0, "a": 1, "b": 5}
-    assert align.align(ctx, incoming, deep, built) == Alignment(6, (2, 6), (Wait(0, False), Wait(4, True)))
-    ctx, incoming, _, built = residual(caps=Capabilities(max_delay=3))
-    assert align.align(ctx, incoming, deep, built).waits == (Wait(0, False), Wait(4, False))
+    assert align.align(ctx, incoming, deep) == Alignment(6, (2, 6), (Wait(0, False), Wait(4, True)))
+    ctx, incoming, _ = residual(caps=Capabilities(max_delay=3))
+    assert align.align(ctx, incoming, deep).waits == (Wait(0, False), Wait(4, False))
 
 
 def test_without_alignment_nothing_waits_but_the_hops_are_reported():
-    ctx, incoming, depth, built = residual(options=Options(align=False))
-    assert align.align(ctx, incoming, depth, built) == Alignment(3, (2, 3), (Wait(0, False), Wait(0, False)))
+    ctx, incoming, depth = residual(options=Options(align=False))
+    assert align.align(ctx, incoming, depth) == Alignment(3, (2, 3), (Wait(0, False), Wait(0, False)))
 
 
 def test_a_recurrent_path_neither_waits_nor_sets_the_depth():
@@ -80,8 +76,7 @@ def test_a_recurrent_path_neither_waits_nor_sets_the_depth():
     ctx = context.make(make_graph(nodes, edges + [("n", "rec"), ("rec", "fc")]), Options(), Capabilities())
     incoming = align.incoming_paths(ctx, "n")
     assert [(src, rec) for src, _, rec, _ in incoming] == [("input", False), ("n", True)]
-    built = {"input": Population("input", "input", (2,))}
-    assert align.align(ctx, incoming, {"input": 0}, built) == Alignment(1, (1,), (Wait(0, False), Wait(0, False)))
+    assert align.align(ctx, incoming, {"input": 0}) == Alignment(1, (1,), (Wait(0, False), Wait(0, False)))
 
 
 def test_wait_says_how():

@@ -61,6 +61,18 @@ def test_relays_replace_duplicated_synapses():
     assert any(p.kind == "relay" for p in net.populations.values())
 
 
+@pytest.mark.slow
+def test_graded_sums_wait_in_synaptic_delays():
+    """SEW ADD with relays: a block's relayed sum waits two steps for the next block's in synaptic
+    delays of a sparse group carrying graded payloads (Lava's DelaySparse), not in a delay line of
+    relay copies (3,072 neurons before); simulator == Lava on it is checked below."""
+    _, _, net, _ = build("sew_add", "relay")
+    delayed = [g for g in net.groups if g.delays is not None and net.populations[g.src].payload_bits]
+    assert {(g.src, g.dst, int(g.delays.max())) for g in delayed} >= {("sn1.sum0", "sn1.sum1", 2)}
+    assert not [p for p in net.populations.values() if p.role == "delay"]
+    assert totals(net).neurons == 10_763
+
+
 @pytest.mark.lava
 @pytest.mark.slow
 @pytest.mark.parametrize("name, strategy", [(n, "expand") for n in SNNS] + [("sew_add", "relay"), ("ms_resnet", "relay")])

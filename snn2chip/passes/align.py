@@ -1,8 +1,10 @@
 """Latency alignment: every synapse hop costs one step, so a population's hop depth D is one
-more than its deepest forward source, and a source reached in fewer hops waits: binary spikes
-through dense or one-to-one maps in synaptic delays (up to the target's maximum), anything else
-(convolutions: Lava's Conv has no delays; graded payloads) in a delay line of one-hop copies,
-shared by all its consumers. Chip step ``t + D`` is then float step ``t`` everywhere."""
+more than its deepest forward source, and a source reached in fewer hops waits: through dense
+or sparse maps in synaptic delays (up to the target's maximum), binary spikes and graded
+payloads alike (Lava's ``DelayDense``/``DelaySparse`` multiply a graded payload by the weight as
+``Dense``/``Sparse`` do, then hold the product in their delay buffer); into convolutions
+(Lava's Conv has no delays) or beyond the maximum in a delay line of one-hop copies, shared by
+all its consumers. Chip step ``t + D`` is then float step ``t`` everywhere."""
 
 from __future__ import annotations
 
@@ -38,16 +40,15 @@ class Alignment:
     waits: tuple[Wait, ...]
 
 
-def align(ctx: Context, incoming: list, depth: dict[str, int], populations: dict[str, Population]) -> Alignment:
+def align(ctx: Context, incoming: list, depth: dict[str, int]) -> Alignment:
     """The :class:`Alignment` of a population whose paths are ``incoming`` (``(src, chain,
-    recurrent, FloatGroup)``), given the depths and populations built so far."""
+    recurrent, FloatGroup)``), given the depths of the populations built so far."""
     hops = {depth[src] + 1 for src, _, rec, _ in incoming if not rec and src in depth}
     mine = max(hops, default=1)
     waits = []
     for src, _, rec, fg in incoming:
         lag = mine - depth[src] - 1 if ctx.options.align and not rec else 0
-        waits.append(Wait(lag, 0 < lag <= ctx.caps.max_delay and fg.kind != "conv"
-                          and not populations[src].payload_bits))
+        waits.append(Wait(lag, 0 < lag <= ctx.caps.max_delay and fg.kind != "conv"))
     return Alignment(mine, tuple(sorted(hops)), tuple(waits))
 
 

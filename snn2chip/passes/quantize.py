@@ -212,7 +212,7 @@ def _layer(ctx: Context, pop: str, so_far: _SoFar) -> _Layer:
     incoming = align.incoming_paths(ctx, pop)
     scale = scales.population_scale(ctx, pop, n, incoming, biases.constant, so_far.populations, so_far.ranges)
     alpha = scale.alpha
-    timing = align.align(ctx, incoming, so_far.depth, so_far.populations)
+    timing = align.align(ctx, incoming, so_far.depth)
     paths = _paths(ctx, pop, n, alpha, incoming, timing, so_far)
     forward, correction_rms = biases.forward, None
     if ctx.means is not None:
