@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from snn2chip import compiler
-from snn2chip.chip.ir import Population
 from snn2chip.frontend.graph import make_graph
 from snn2chip.passes import align, context
 from snn2chip.chip.totals import totals
@@ -59,9 +58,7 @@ def test_alignment_waits_in_synaptic_delays_up_to_the_targets_limit():
     no_delays = Capabilities(max_delay=0)
     net, report = compile_graph(residual_graph(), caps=no_delays)
     assert report.layer("c").delayed == (Delayed("a", 1, "delay line"),) and "a@1" in net.populations
-    depth = {"input": 0, "a": 1, "b": 2}
-    built = {name: Population(name, "lif", (4,)) for name in depth}
-    timing = align.align(ctx, align.incoming_paths(ctx, "c"), depth, built)
+    timing = align.align(ctx, align.incoming_paths(ctx, "c"), {"input": 0, "a": 1, "b": 2})
     assert (timing.depth, timing.hops) == (3, (2, 3))
     assert [w.lag for w in timing.waits] == sorted(w.lag for w in timing.waits) == [0, 1]
 
