@@ -235,7 +235,7 @@ def _verify(args) -> int:
     with _executor(args) as executor:
         graph, net, compiled = compiler.compile_file(args.model, target, options, system=args.system)
         key = {**verify.identity(args.model, target.name, options), "samples": samples, "steps": setup.steps,
-               "shard_size": args.shard_size, "inputs_sha256": verify.inputs_sha256(verify.digest(dataset.x))}
+               "shard_size": args.shard_size, "inputs_sha256": verify.inputs_sha256(dataset.digests)}
         store = resume.Store.beside(args.output, key) if args.output else None
         finished, note = store.load() if store else ({}, None)
         if note:

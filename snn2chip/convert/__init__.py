@@ -41,13 +41,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import h5py
 import nir
 import numpy as np
 
 from snn2chip.convert import calibrate, emit, onnx_graph
 from snn2chip.errors import ModelError
 from snn2chip.files import atomic_file
+from snn2chip.frontend.read import file_metadata
 
 DEFAULT_PERCENTILE = 99.9
 #: metadata 'generator' of converted files: an existing file with it may be replaced by ``convert -o``
@@ -110,13 +110,7 @@ def write(graph: nir.NIRGraph, path: str | Path) -> None:
 
 def is_converted(path: Path) -> bool:
     """Whether ``path`` is a NIR file written by :func:`write` (its metadata names the generator)."""
-    try:
-        with h5py.File(path, "r") as f:
-            value = f.get("node/metadata/generator")
-            text = value[()] if isinstance(value, h5py.Dataset) else None
-    except (OSError, ValueError):
-        return False
-    return (text.decode(errors="replace") if isinstance(text, bytes) else text) == GENERATOR
+    return file_metadata(path).get("generator") == GENERATOR
 
 
 def graph_of(conversion: Conversion, source: str = "<converted>"):

@@ -165,7 +165,7 @@ def file_metadata(path: str | Path) -> dict:
             group = f.get("node/metadata")
             return _plain({k: group[k][()] for k in group if isinstance(group[k], h5py.Dataset)}) \
                 if isinstance(group, h5py.Group) else {}
-    except OSError:
+    except (OSError, ValueError):  # not HDF5, or metadata that does not decode
         return {}
 
 

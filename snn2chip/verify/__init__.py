@@ -7,9 +7,9 @@ energy estimate (:mod:`.energy`); :mod:`.runner` drives a ``verify`` run, in sha
 from snn2chip.verify.golden import (GOLDEN_FORMAT, GOLDEN_VERSION, check_golden, golden_arrays, golden_meta, identity,
                                     inputs_sha256, read_golden)
 from snn2chip.verify.reports import Golden, VerifyReport
-from snn2chip.verify.runner import Local, Result, Settings, checks, digest, judged, run, settings, write_dir
+from snn2chip.verify.runner import Local, Result, Settings, checks, judged, run, settings, write_dir
 from snn2chip.verify.shards import fanout
 
 __all__ = ["GOLDEN_FORMAT", "GOLDEN_VERSION", "Golden", "Local", "Result", "Settings", "VerifyReport", "check_golden",
-           "checks", "digest", "fanout", "golden_arrays", "golden_meta", "identity", "inputs_sha256", "judged",
+           "checks", "fanout", "golden_arrays", "golden_meta", "identity", "inputs_sha256", "judged",
            "read_golden", "run", "settings", "write_dir"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
 import zipfile
 from pathlib import Path
@@ -73,6 +74,12 @@ class Dataset:
         if self.y is not None and int(self.y.max()) >= classes:
             raise ModelError(f"'y' holds label {int(self.y.max())}, but the model's output has {classes} classes "
                              f"(labels 0..{classes - 1})", file=self.name)
+
+    @functools.cached_property
+    def digests(self) -> list[str]:
+        """SHA-256 per sample of its float32 values (golden files and resumed runs check they see
+        the same inputs); computed once."""
+        return [hashlib.sha256(np.ascontiguousarray(s, dtype=np.float32).tobytes()).hexdigest() for s in self.x]
 
     def head(self, count: int) -> "Dataset":
         """The first ``count`` samples."""

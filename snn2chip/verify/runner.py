@@ -19,7 +19,6 @@ output population (its outputs, and ``out:NAME.v`` its membrane for LIF populati
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -83,11 +82,6 @@ class Result:
     predictions: np.ndarray
     raster: dict[str, np.ndarray]
     inputs_sha256: list[str]
-
-
-def digest(x: np.ndarray) -> list[str]:
-    """SHA-256 per sample of its float32 values (golden files check they see the same inputs)."""
-    return [hashlib.sha256(np.ascontiguousarray(s, dtype=np.float32).tobytes()).hexdigest() for s in x]
 
 
 def _check_memory(graph: Graph, net: ChipNet, samples: int, steps: int, chunk: int, parallel: int) -> None:
@@ -164,7 +158,7 @@ def run(graph: Graph, net: ChipNet, dataset: Dataset, setup: Settings, *, target
     execution = Execution(executor.mode, executor.workers, len(finished), shard_size, len(finished) - len(jobs),
                           executor.retried, round(seconds, 3), round(done / seconds, 3) if done else None)
     report = _report(net, dataset, setup, target, merged, fid, lava_samples, lava, execution)
-    return Result(report, merged.outputs, merged.tally.chip_pred, merged.raster, digest(x))
+    return Result(report, merged.outputs, merged.tally.chip_pred, merged.raster, dataset.digests)
 
 
 def _populations(net: ChipNet, counts: shards.Shard, fid: Fidelity) -> tuple[PopulationActivity, ...]:

@@ -20,6 +20,8 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from snn2chip.backends import simulator
 from snn2chip.chip.ir import ChipNet, SynapseGroup
@@ -88,9 +90,6 @@ def fanout(net: ChipNet, g: SynapseGroup) -> np.ndarray:
 
     A conv's fan-out is the gradient of the summed output of a convolution with the kernel's
     non-zero mask (edges and strides included), so no dense matrix is built."""
-    import torch
-    import torch.nn.functional as F
-
     src = net.populations[g.src]
     weights = np.asarray(g.weights)
     if g.kind == "conv":
