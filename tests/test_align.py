@@ -10,7 +10,7 @@ import numpy as np
 
 from snn2chip.chip.ir import Population
 from snn2chip.frontend.graph import make_graph
-from snn2chip.passes import align, context
+from snn2chip.passes import align, context, lower, weights
 from snn2chip.passes.align import Alignment, Wait
 from snn2chip.passes.context import Capabilities, Options
 from tests.conftest import chain
@@ -48,12 +48,41 @@ def test_a_shorter_binary_dense_path_waits_in_synaptic_delays():
     assert align.align(ctx, incoming, depth) == Alignment(3, (2, 3), (Wait(0, False), Wait(1, True)))
 
 
-def test_a_path_waits_in_a_delay_line_beyond_the_delay_limit_and_into_convs():
+def test_a_path_waits_in_a_delay_line_beyond_the_delay_limit():
     ctx, incoming, depth = residual(caps=Capabilities(max_delay=0))
     assert align.align(ctx, incoming, depth).waits == (Wait(0, False), Wait(1, False))
+
+
+def as_conv(incoming, kernel: np.ndarray):
+    return [(src, ch, rec, dataclasses.replace(fg, kind="conv", weights=kernel)) for src, ch, rec, fg in incoming]
+
+
+def test_a_conv_waits_in_synaptic_delays_only_where_its_synapses_cost_less_than_the_delay_line():
+    """c has 4 neurons; the delay line of a (4 neurons) costs 4/8192 of a Loihi 2 core. A one-hot
+    kernel is 4 synapses (84 of 1,048,576 bits), a full 3x3 kernel 144 (3,024 bits, more than the
+    line's 512-bit share); Loihi 1 stores every conv synapse anyway."""
     ctx, incoming, depth = residual()
-    as_conv = [(src, ch, rec, dataclasses.replace(fg, kind="conv")) for src, ch, rec, fg in incoming]
-    assert align.align(ctx, as_conv, depth).waits == (Wait(0, False), Wait(1, False))
+    one_hot = np.eye(4).reshape(4, 4, 1, 1)
+    assert align.align(ctx, as_conv(incoming, one_hot), depth).waits == (Wait(0, False), Wait(1, True))
+    assert align.align(ctx, as_conv(incoming, np.ones((4, 4, 3, 3))), depth).waits == (Wait(0, False), Wait(1, False))
+    ctx, incoming, depth = residual(caps=Capabilities(shared_conv_kernels=False))
+    assert align.align(ctx, as_conv(incoming, np.ones((4, 4, 3, 3))), depth).waits == (Wait(0, False), Wait(1, True))
+
+
+def test_a_delayed_conv_becomes_its_explicit_synapses_with_delays():
+    fg = lower.FloatGroup("a", "c", "conv", np.zeros((2, 1, 3, 3)), ("sel",), stride=(2, 2), padding=(1, 1), groups=2)
+    kernel = np.zeros((2, 1, 3, 3), np.int64)
+    kernel[:, 0, 1, 1] = [3, 5]
+    common = dict(src="a", dst="c", num_weight_bits=8, source="sel")
+    group = weights.synapse_group("c<-a", fg, kernel, 2, common, 4, ((2, 4, 4), (2, 2, 2)))
+    assert (group.kind, group.weight_exp) == ("sparse", 2) and group.delays.tolist() == [4] * 8
+    dense = np.zeros((8, 32), np.int64)
+    dense[group.rows, group.cols] = group.weights
+    expected = np.zeros((2, 2, 2, 2, 4, 4), np.int64)  # (c, y, x) <- (c, 2y, 2x)
+    for c, y, x in np.ndindex(2, 2, 2):
+        expected[c, y, x, c, 2 * y, 2 * x] = kernel[c, 0, 1, 1]
+    np.testing.assert_array_equal(dense, expected.reshape(8, 32))
+    assert weights.synapse_group("c<-a", fg, kernel, 0, common).kind == "conv"
 
 
 def test_the_lag_is_the_depth_difference_and_the_limit_is_inclusive():

@@ -64,9 +64,13 @@ def test_capabilities_come_from_the_target_file():  # moved from tests/test_pass
 def test_capabilities_of_a_custom_target_file(tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text(TARGET.format(weight_bits=6, payload_bits=16, max_delay=5))
-    assert Capabilities.of(targets.resolve(path)) == Capabilities(max_delay=5, payload_bits=16, weight_bits=6)
-    assert Capabilities.of(targets.resolve("loihi1")) == Capabilities(max_delay=62, payload_bits=0, weight_bits=8)
-    assert Capabilities() == Capabilities(max_delay=63, payload_bits=24, weight_bits=8)  # the defaults: Loihi 2
+    assert Capabilities.of(targets.resolve(path)) == Capabilities(
+        max_delay=5, payload_bits=16, weight_bits=6, core_neurons=64, core_memory_bits=4096, synapse_bits=12,
+        shared_conv_kernels=False)
+    assert Capabilities.of(targets.resolve("loihi1")) == Capabilities(
+        max_delay=62, payload_bits=0, weight_bits=8, core_neurons=1024, core_memory_bits=1048576, synapse_bits=18,
+        shared_conv_kernels=False)
+    assert Capabilities() == Capabilities.of(targets.resolve("loihi2"))  # the defaults: Loihi 2
 
 
 def test_strategies_and_relay_width_follow_the_payload():

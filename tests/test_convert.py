@@ -211,15 +211,48 @@ def test_spiking_max_pooling_counts_the_largest_rate(tmp_path):
     assert np.abs(out - want).max() <= 4 / steps
 
 
-def test_spiking_max_pooling_compiles_exactly(tmp_path):
-    """On exact graded inputs (k/16), the compiled max pooling fires spike for spike as in float."""
+def compiled_max_pooling(tmp_path):
+    """MaxPool(2) read out by an identity Linear, converted and compiled; exact graded inputs (k/16)."""
     model = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 4, bias=False))
     with torch.no_grad():
         model[2].weight.copy_(torch.eye(4))
     x = torch.randint(1, 16, (16, 1, 4, 4), generator=torch.Generator().manual_seed(0)).float() / 16
     convert.write(convert.convert(export(model, x, tmp_path / "mp.onnx"), x.numpy()).graph, tmp_path / "mp.nir")
     graph, net, _ = compiler.compile_file(tmp_path / "mp.nir", "loihi2", Options(input_bits=6, input_scale=16, steps=64))
-    fid = fidelity.fidelity(graph, net, x.numpy(), 64)
+    return x.numpy(), graph, net
+
+
+def test_max_pooling_stages_read_their_window_position_through_delayed_synapses(tmp_path):
+    """Stage j of the running maximum is j hops deeper than stage 0: its one-hot window selection
+    waits j steps as explicit sparse synapses (one per output neuron), not in a delay line of the input."""
+    _, _, net = compiled_max_pooling(tmp_path)
+    assert {p.role for p in net.populations.values()} == {"model"}
+    selections = {g.dst: g for g in net.groups if g.src == "input" and g.dst.startswith("0.MaxPool.max")}
+    assert sorted(selections) == [f"0.MaxPool.max{j}" for j in range(4)]
+    for j, name in enumerate(sorted(selections)):
+        g = selections[name]
+        assert g.kind == ("conv" if j == 0 else "sparse") and g.weights.size == 4
+        assert (g.delays is None) if j == 0 else (g.delays.tolist() == [j] * 4)
+
+
+@pytest.mark.lava
+def test_compiled_max_pooling_simulator_equals_lava(tmp_path):
+    from snn2chip.backends.lava import run_lava
+
+    x, _, net = compiled_max_pooling(tmp_path)
+    inputs = fidelity.chip_inputs(net, x[:2], 20)
+    stages = [f"0.MaxPool.max{j}" for j in range(4)]
+    sim = simulator.simulate(net, inputs, record=stages, probe=["readout"])
+    lava = run_lava(net, inputs, record=stages, probe=["readout"])
+    assert all(sim[p].any() for p in stages) and sorted(sim) == sorted(lava)
+    for key in sim:
+        np.testing.assert_array_equal(sim[key], lava[key], err_msg=key)
+
+
+def test_spiking_max_pooling_compiles_exactly(tmp_path):
+    """On exact graded inputs (k/16), the compiled max pooling fires spike for spike as in float."""
+    x, graph, net = compiled_max_pooling(tmp_path)
+    fid = fidelity.fidelity(graph, net, x, 64)
     assert [layer.population for layer in fid.layers] == [f"0.MaxPool.max{j}" for j in range(4)]
     assert all(layer.spike_agreement == 1.0 for layer in fid.layers)
     assert fid.output_agreement == 1.0

@@ -302,26 +302,34 @@ def _check_group(g: SynapseGroup) -> None:
         _integers(g.delays, 0, loihi.MAX_DELAY, "delays", name)
 
 
-def conv_as_sparse(g: SynapseGroup, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> SynapseGroup:
-    """Conv group ``g`` between populations of ``src_shape`` and ``dst_shape`` as the sparse group
-    of its explicit synapses (same name, weights and exponent): zero taps and taps on the padding
-    left out, sorted by destination then source, one synapse per pair."""
-    o, per_group, kh, kw = g.weights.shape
+def conv_synapses(weights: np.ndarray, stride, padding, dilation, groups: int, src_shape: tuple[int, ...],
+                  dst_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The explicit synapses ``(rows, cols, values)`` of a conv kernel ``weights`` (PyTorch's
+    ``(O, I/groups, kH, kW)``) between populations of ``src_shape`` and ``dst_shape``: zero taps
+    and taps on the padding left out, sorted by destination then source, one synapse per pair."""
+    o, per_group, kh, kw = weights.shape
     height, width = src_shape[1:] if len(src_shape) == 3 else (1, 1)
     out_h, out_w = dst_shape[1:] if len(dst_shape) == 3 else (1, 1)
-    (sy, sx), (py, px), (dy, dx) = g.stride, g.padding, g.dilation
-    taps = np.nonzero(g.weights)
+    (sy, sx), (py, px), (dy, dx) = stride, padding, dilation
+    taps = np.nonzero(weights)
     k_o, k_c, k_y, k_x = (a[:, None, None] for a in taps)
     y, x = np.arange(out_h)[:, None], np.arange(out_w)[None, :]
     iy, ix = y * sy - py + k_y * dy, x * sx - px + k_x * dx
-    channel = k_o // (o // g.groups) * per_group + k_c
+    channel = k_o // (o // groups) * per_group + k_c
     inside = np.broadcast_to((iy >= 0) & (iy < height) & (ix >= 0) & (ix < width), (len(k_o), out_h, out_w))
     rows = np.broadcast_to((k_o * out_h + y) * out_w + x, inside.shape)[inside]
     cols = np.broadcast_to((channel * height + iy) * width + ix, inside.shape)[inside]
-    values = np.broadcast_to(g.weights[taps][:, None, None], inside.shape)[inside]
+    values = np.broadcast_to(weights[taps][:, None, None], inside.shape)[inside]
     order = np.lexsort((cols, rows))
-    return SynapseGroup(g.name, "sparse", g.src, g.dst, values[order], weight_exp=g.weight_exp,
-                        num_weight_bits=g.num_weight_bits, rows=rows[order], cols=cols[order], source=g.source)
+    return rows[order], cols[order], values[order]
+
+
+def conv_as_sparse(g: SynapseGroup, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> SynapseGroup:
+    """Conv group ``g`` between populations of ``src_shape`` and ``dst_shape`` as the sparse group
+    of its explicit synapses (:func:`conv_synapses`; same name, weights and exponent)."""
+    rows, cols, values = conv_synapses(g.weights, g.stride, g.padding, g.dilation, g.groups, src_shape, dst_shape)
+    return SynapseGroup(g.name, "sparse", g.src, g.dst, values, weight_exp=g.weight_exp,
+                        num_weight_bits=g.num_weight_bits, rows=rows, cols=cols, source=g.source)
 
 
 def _check_connection(g: SynapseGroup, src: Population, dst: Population) -> None:

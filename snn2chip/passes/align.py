@@ -2,9 +2,11 @@
 more than its deepest forward source, and a source reached in fewer hops waits: through dense
 or sparse maps in synaptic delays (up to the target's maximum), binary spikes and graded
 payloads alike (Lava's ``DelayDense``/``DelaySparse`` multiply a graded payload by the weight as
-``Dense``/``Sparse`` do, then hold the product in their delay buffer); into convolutions
-(Lava's Conv has no delays) or beyond the maximum in a delay line of one-hop copies, shared by
-all its consumers. Chip step ``t + D`` is then float step ``t`` everywhere."""
+``Dense``/``Sparse`` do, then hold the product in their delay buffer). Lava's Conv has no
+delays: a convolution waits as the sparse group of its explicit synapses where those take less
+of a core than the delay line would (a max pool's one-hot window selections), else, and beyond
+the maximum, through a delay line of one-hop copies, shared by all its consumers. Chip step
+``t + D`` is then float step ``t`` everywhere."""
 
 from __future__ import annotations
 
@@ -48,8 +50,17 @@ def align(ctx: Context, incoming: list, depth: dict[str, int]) -> Alignment:
     waits = []
     for src, _, rec, fg in incoming:
         lag = mine - depth[src] - 1 if ctx.options.align and not rec else 0
-        waits.append(Wait(lag, 0 < lag <= ctx.caps.max_delay and fg.kind != "conv"))
+        waits.append(Wait(lag, 0 < lag <= ctx.caps.max_delay and (fg.kind != "conv" or _cheap_conv(ctx, fg, lag))))
     return Alignment(mine, tuple(sorted(hops)), tuple(waits))
+
+
+def _cheap_conv(ctx: Context, fg: lower.FloatGroup, lag: int) -> bool:
+    """Whether conv map ``fg`` waits ``lag`` steps more cheaply as the sparse group of its explicit
+    synapses, in synaptic delays, than through a delay line of ``lag`` copies of its source (the
+    line counted whole, even where other consumers would share it)."""
+    shapes = ctx.graph.out_shapes
+    synapses = lower.conv_synapses(fg, shapes[ctx.pops[fg.dst]])
+    return ctx.caps.synapses_cheaper(synapses, lag * int(np.prod(shapes[ctx.pops[fg.src]])))
 
 
 def delay_line(src: Population, lag: int, src_depth: int, built: set[str]

@@ -21,16 +21,30 @@ RELAY_BITS = 24
 @dataclasses.dataclass(frozen=True)
 class Capabilities:
     """The target facts the passes need: the largest synaptic delay (steps), the graded payload
-    width (bits; 0: binary spikes only) and the weight mantissa width (bits). Defaults: Loihi 2."""
+    width (bits; 0: binary spikes only), the weight mantissa width (bits), and what a core holds:
+    neurons, synaptic memory (bits), the bits of one stored synapse and whether conv kernels are
+    stored once per core. Defaults: Loihi 2."""
 
     max_delay: int = 63
     payload_bits: int = 24
     weight_bits: int = 8
+    core_neurons: int = 8192
+    core_memory_bits: int = 1048576
+    synapse_bits: int = 21
+    shared_conv_kernels: bool = True
 
     @classmethod
     def of(cls, target) -> "Capabilities":
         """The capabilities of a :class:`snn2chip.chip.targets.Target`."""
-        return cls(max_delay=target.max_delay, payload_bits=target.payload_bits, weight_bits=target.weight_bits)
+        return cls(max_delay=target.max_delay, payload_bits=target.payload_bits, weight_bits=target.weight_bits,
+                   core_neurons=target.neurons, core_memory_bits=target.synaptic_memory_bits,
+                   synapse_bits=target.synapse_bits, shared_conv_kernels=target.shared_conv_kernels)
+
+    def synapses_cheaper(self, synapses: int, neurons: int) -> bool:
+        """Whether a conv's ``synapses`` explicit synapses take less of a core than ``neurons``
+        delay-line neurons (a target without shared kernels stores them anyway)."""
+        extra_bits = synapses * self.synapse_bits if self.shared_conv_kernels else 0
+        return extra_bits * self.core_neurons < neurons * self.core_memory_bits
 
     @property
     def strategies(self) -> tuple[str, ...]:

@@ -175,13 +175,14 @@ def _paths(ctx: Context, pop: str, n: scales.Neuron, alpha: float, incoming: lis
         src_shape = so_far.populations[src].shape if src in so_far.populations else shape
         moments = None if ctx.calibrated is None else rounding.second_moments(fg, ctx.calibrated[src], src_shape)
         compensate = moments if ctx.options.rounding == "compensated" else None
-        for suffix, part, ints, exp, recon in weights.quantize(fg.weights * unit, fg.kind == "conv",
+        delay = wait.lag if wait.synaptic else 0
+        for suffix, part, ints, exp, recon in weights.quantize(fg.weights * unit, fg.kind == "conv" and not delay,
                                                                ctx.options.split_signs, ctx.caps.weight_bits,
                                                                f"{pop}<-{sender}", ctx.graph, ctx.pops[pop], compensate):
             if ctx.means is not None:
                 correction -= lower.apply_map(fg, (recon - part) / unit, ctx.means[src], src_shape).reshape(shape)
             name = weights.unique(f"{pop}<-{sender}{suffix}", so_far.names, {g.name for g in groups})
-            group = weights.synapse_group(name, fg, ints, exp, common, wait.lag if wait.synaptic else 0)
+            group = weights.synapse_group(name, fg, ints, exp, common, delay, (src_shape, shape))
             groups.append(group)
             error = None if moments is None else rounding.input_error(recon - part, part, moments)
             reports.append(weights.group_report(group, exp, part, recon, unit, through=tuple(chain), recurrent=rec,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from snn2chip.chip import loihi
-from snn2chip.chip.ir import SynapseGroup
+from snn2chip.chip.ir import SynapseGroup, conv_synapses
 from snn2chip.frontend.graph import Graph
 from snn2chip.passes import lower, rounding
 from snn2chip.passes.reports import GroupReport
@@ -106,18 +106,27 @@ def group_report(group: SynapseGroup, exp: int, target: np.ndarray, recon: np.nd
                        float(np.abs(recon - target).max(initial=0)) / unit, **extra)
 
 
+def _delays(shape, delay: int) -> np.ndarray | None:
+    return np.full(shape, delay) if delay else None
+
+
 def synapse_group(name: str, fg: lower.FloatGroup, ints: np.ndarray, exp: int, common: dict,
-                  delay: int = 0) -> SynapseGroup:
+                  delay: int = 0, shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None) -> SynapseGroup:
     """The chip synapse group for integer weights ``ints`` (exponent ``exp``) of the float map
-    ``fg``, every synapse ``delay`` extra steps late (dense and one-to-one maps only). A conv
-    with a negative exponent holds mantissas: such kernels read relays whose payload scale is far
-    above the destination's (e.g. a deep MS-ResNet's downsampling shortcut)."""
+    ``fg``, every synapse ``delay`` extra steps late. A conv with a negative exponent holds
+    mantissas: such kernels read relays whose payload scale is far above the destination's (e.g.
+    a deep MS-ResNet's downsampling shortcut). A delayed conv (its weights quantized as a sparse
+    group's, exponent at most 7) becomes the sparse group of its explicit synapses between the
+    population ``shapes`` (source, destination): Lava's Conv has no delays."""
     if fg.kind == "diag":
         keep = np.nonzero(ints)[0]
         return SynapseGroup(name, "sparse", weights=ints[keep], weight_exp=exp, rows=keep, cols=keep,
-                            delays=np.full(keep.size, delay) if delay else None, **common)
+                            delays=_delays(keep.size, delay), **common)
+    if fg.kind == "conv" and delay:
+        rows, cols, values = conv_synapses(ints, fg.stride, fg.padding, fg.dilation, fg.groups, *shapes)
+        return SynapseGroup(name, "sparse", weights=values, weight_exp=exp, rows=rows, cols=cols,
+                            delays=_delays(values.size, delay), **common)
     if fg.kind == "conv":
         return SynapseGroup(name, "conv", weights=ints, weight_exp=exp, stride=fg.stride, padding=fg.padding,
                             dilation=fg.dilation, groups=fg.groups, **common)
-    return SynapseGroup(name, "dense", weights=ints, weight_exp=exp, delays=np.full(ints.shape, delay) if delay else None,
-                        **common)
+    return SynapseGroup(name, "dense", weights=ints, weight_exp=exp, delays=_delays(ints.shape, delay), **common)
