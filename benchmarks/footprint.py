@@ -6,8 +6,9 @@ synapses, cores against both lower bounds, and the compile's wall time and peak 
 One ``snn2chip compile`` process per row, timed from the outside (wall clock; peak RSS of that
 process from ``wait4``), its ``report.json`` read back. Rows:
 
-- zoo: ``models/zoo/*.nir`` on ``loihi2`` and ``loihi1`` (``--input-bits 6 --input-scale 16
-  --steps T``, T from ``models/zoo/zoo.json``; calibration: the set the model names; strategy auto);
+- zoo: ``models/zoo/*.nir`` on ``loihi2`` (``--input-bits 6 --input-scale 16 --steps T``, T from
+  ``models/zoo/zoo.json``) and on ``loihi1`` (binary input spikes, ``--steps T``); calibration: the
+  set the model names; strategy auto (Loihi 1: expand, it has no graded spikes);
 - scale: ``models.scale`` graphs (random weights, binary inputs; strategy auto), built into
   ``out/scale/`` with ``python -m models.scale NAME`` when missing;
 - resnet18: torchvision ResNet-18 at 64x64 (``models/torchvision_resnet.py``, seed 0), converted on
@@ -54,9 +55,9 @@ def resnet18() -> Path:
         work = SCALE / "resnet18_64"
         work.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "models.torchvision_resnet", work / "r18.onnx", "--size", "64",
-                        "--calib", work / "calib.npy", "--calib-samples", "16"], cwd=ROOT, check=True)
+                        "--calib", work / "calib.npy", "--calib-samples", "16"], cwd=ROOT, check=True, stdout=sys.stderr)
         subprocess.run([*CLI, "convert", work / "r18.onnx", "--calib", work / "calib.npy", "--steps", "32",
-                        "-o", nir_path], cwd=ROOT, check=True)
+                        "-o", nir_path], cwd=ROOT, check=True, stdout=sys.stderr)
     return nir_path
 
 
@@ -64,7 +65,7 @@ def scale(name: str) -> Path:
     """Scale model ``name``'s NIR file, built when missing."""
     path = SCALE / f"{name}.nir"
     if not path.exists():
-        subprocess.run([sys.executable, "-m", "models.scale", name, "--out-dir", SCALE], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "models.scale", name, "--out-dir", SCALE], cwd=ROOT, check=True, stdout=sys.stderr)
     return path
 
 
@@ -73,9 +74,9 @@ def rows(only: str | None):
     if only in (None, "zoo"):
         manifest = json.loads((ZOO / "zoo.json").read_text())["models"]
         for name in ZOO_MODELS:
-            for target in ("loihi2", "loihi1"):
-                yield name, target, ZOO / f"{name}.nir", ["--input-bits", 6, "--input-scale", 16,
-                                                          "--steps", manifest[name]["time_steps"]]
+            steps = ["--steps", manifest[name]["time_steps"]]
+            yield name, "loihi2", ZOO / f"{name}.nir", ["--input-bits", 6, "--input-scale", 16, *steps]
+            yield name, "loihi1", ZOO / f"{name}.nir", steps  # binary input spikes: Loihi 1 has no graded ones
     if only in (None, "scale"):
         for name in SCALE_MODELS:
             yield name, "loihi2", scale(name), []

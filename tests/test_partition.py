@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from snn2chip import ModelError, compiler
-from snn2chip.chip import partition, targets, tiling
+from snn2chip.chip import fill, partition, targets, tiling
 from snn2chip.chip.ir import ChipNet, Population, SynapseGroup
 from snn2chip.passes.quantize import Options
 from tests.conftest import SINABS
@@ -135,3 +135,41 @@ def test_compile_reports_partition_and_writes_markdown_and_picture(tmp_path):
     text = (tmp_path / "build" / "report.md").read_text()
     assert f"**{part.cores:,} cores**" in text and "![core utilisation](core_utilisation.png)" in text
     assert (tmp_path / "build" / "core_utilisation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _relay_net(read_twice: bool = False) -> ChipNet:
+    """in (2, 4, 4) -> dense -> A (6,) -> one-to-one -> R (6,) relay -> dense -> B (14,). On TINY
+    an A tile holds 3 neurons and 960 of 1,000 memory bits; B fills a core's neurons."""
+    pops = {"in": Population("in", "input", (2, 4, 4)), "A": Population("A", "lif", (6,), vth=1),
+            "R": Population("R", "relay", (6,), payload_bits=8), "B": Population("B", "lif", (14,), vth=1)}
+    rows = np.arange(6)
+    cols = np.array([0, 0, 2, 3, 4, 5]) if read_twice else rows
+    groups = (SynapseGroup("A<-in", "dense", "in", "A", np.ones((6, 32), np.int64)),
+              SynapseGroup("R<-A", "sparse", "A", "R", np.ones(6, np.int64), rows=rows, cols=cols),
+              SynapseGroup("B<-R", "dense", "R", "B", np.ones((14, 6), np.int64)))
+    return ChipNet(pops, groups, ("in",), ("B",))
+
+
+def test_a_divisible_population_fills_the_room_other_tiles_leave():
+    """Whole tiles need 4 cores: R (60 bits) fits beside neither A tile (40 bits free) nor B (2
+    neurons free). Cut into slabs, R's first 4 neurons (40 bits) join the first A tile and the
+    other 2 the second: 3 cores, each within every limit by the exact demands of its tiles."""
+    net = _relay_net()
+    tilings, fan = tiling.tile_network(net, TINY)
+    assert fill.divisible(net, tilings) == {"R"}
+    assert partition._pack(partition._tile_demands(tilings, fan), TINY.capacity)[1] == 4
+    part = partition.partition(net, TINY, "board")
+    assert part.cores == 3
+    assert [(t.population, t.box, t.demand, t.core) for t in part.tiles] == [
+        ("A", (0, 3, 0, 1, 0, 1), (3, 960, 32, 3), 0), ("A", (3, 6, 0, 1, 0, 1), (3, 960, 32, 3), 1),
+        ("R", (0, 4, 0, 1, 0, 1), (4, 40, 4, 4), 0), ("R", (4, 6, 0, 1, 0, 1), (2, 20, 2, 2), 1),
+        ("B", (0, 14, 0, 1, 0, 1), (14, 840, 6, 0), 2)]
+    _within_limits(part)
+    assert part.bounds() == partition.partition(net, TINY, "board").bounds()
+
+
+def test_only_populations_whose_sources_are_each_read_once_are_divisible():
+    net = _relay_net(read_twice=True)  # A's neuron 0 feeds two neurons of R: cutting R could add a destination
+    tilings, _ = tiling.tile_network(net, TINY)
+    assert fill.divisible(net, tilings) == set()
+    assert partition.partition(net, TINY, "board").cores == 4

@@ -18,7 +18,10 @@ A population's block size is the one with the fewest tiles whose upper bounds of
 and fan-in fit a core (candidates ``ceil(n/k)`` per axis; ties: fewer routed axons, then wider
 channel blocks). Tiles whose fan-out exceeds the limit make their population re-tile with fewer
 neurons per tile. Tiles are packed onto cores first-fit in network order (a tile goes to the
-first core where every resource still fits, so small layers share cores), cores onto chips in order, then neighbouring
+first core where every resource still fits, so small layers share cores). Then the packing is
+done again with gap filling (:mod:`snn2chip.chip.fill`): divisible populations (relays, delay
+lines) go last, cut into slabs that fill the room the other tiles leave; it is kept when it
+uses fewer cores. Cores go onto chips in order, then neighbouring
 chips swap cores by Kernighan-Lin bisection (networkx, fixed seed) to cut inter-chip traffic.
 Everything iterates in network order: the result is deterministic.
 
@@ -43,9 +46,10 @@ import math
 import networkx as nx
 import numpy as np
 
+from snn2chip.chip import fill
 from snn2chip.chip.ir import ChipNet, Population
 from snn2chip.chip.targets import Target
-from snn2chip.chip.tiling import Box, Tiling, box_size, tile_network, untiled_demands
+from snn2chip.chip.tiling import Box, Tiling, tile_network, untiled_demands
 from snn2chip.errors import ModelError
 from snn2chip.records import Record
 
@@ -212,6 +216,11 @@ def partition(net: ChipNet, target: Target, system: str | None = None, rates: di
     tilings, fan_out = tile_network(net, target)
     demand = untiled_demands(net, tilings)
     tiles, cores = _pack(_tile_demands(tilings, fan_out), target.capacity)
+    filled = fill.pack(net, tilings, fan_out, target.capacity, RESOURCES, target.synapse_bits)
+    if filled is not None and filled.cores < cores:
+        tilings, cores = filled.tilings, filled.cores
+        tiles = [Tile(p, box, tuple(int(x) for x in d), core) for p, t in tilings.items()
+                 for box, d, core in zip(t.boxes, t.vectors(filled.fan[p]), filled.core_of[p])]
     layers = _layers(tilings, tiles, demand, target.capacity)
     traffic, input_traffic = _traffic(net, tilings, tiles, rates)
     system = _system(target, system, cores, tiles, target.capacity)
@@ -222,9 +231,7 @@ def partition(net: ChipNet, target: Target, system: str | None = None, rates: di
 
 def _tile_demands(tilings: dict[str, Tiling], fan_out: dict[str, np.ndarray]) -> list[tuple[str, Box, np.ndarray]]:
     """Every tile in network order: its population, box and demand per :data:`RESOURCES`."""
-    return [(p, box, np.array([box_size(box), memory, sum(r.size for r in reach.values()), fan_out[p][i]],
-                              dtype=np.int64))
-            for p, t in tilings.items() for i, (box, (memory, reach)) in enumerate(zip(t.boxes, t.demands))]
+    return [(p, box, d) for p, t in tilings.items() for box, d in zip(t.boxes, t.vectors(fan_out[p]))]
 
 
 def _pack(demands: list[tuple[str, Box, np.ndarray]], cap: dict) -> tuple[list[Tile], int]:

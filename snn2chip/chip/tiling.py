@@ -73,7 +73,12 @@ class Reach:
 
 
 def _union(a: Reach, b: Reach, shape) -> Reach:
-    return a if a.same(b) else Reach(flat=np.union1d(a.indices(shape), b.indices(shape)))
+    """The source neurons of both reaches (a stable sort merges two sorted index runs in linear time)."""
+    if a.same(b):
+        return a
+    merged = np.concatenate([a.indices(shape), b.indices(shape)])
+    merged.sort(kind="stable")
+    return Reach(flat=merged[np.concatenate([merged[:1] == merged[:1], merged[1:] != merged[:-1]])])
 
 
 def _taps(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> np.ndarray:
@@ -102,6 +107,7 @@ class GroupDemands:
             keep = nz.reshape(-1)
             self.rows, self.cols = np.asarray(g.rows)[keep], np.asarray(g.cols)[keep]
             self.row_nnz = np.bincount(self.rows, minlength=int(np.prod(self.dst_view)))
+            self.distinct = int(np.bincount(self.cols).max(initial=0)) <= 1  # each source neuron read once
             self.key = (g.src, g.name)
         self.shared = target.shared_conv_kernels
         self.synapse_bits, self.kernel_bits = target.synapse_bits, target.kernel_entry_bits
@@ -119,10 +125,16 @@ class GroupDemands:
                 rows = self.nz[index[c0:c1, h0:h1, w0:w1].ravel()]
                 result.append((int(rows.sum()) * self.synapse_bits, Reach(flat=np.flatnonzero(rows.any(0)))))
             return result
-        tile = labels()[self.rows]
-        order = np.argsort(tile, kind="stable")
-        bounds = np.searchsorted(tile[order], np.arange(len(boxes) + 1))
-        return [(int(bounds[i + 1] - bounds[i]) * self.synapse_bits, Reach(flat=np.unique(self.cols[order[bounds[i]:bounds[i + 1]]])))
+        tile = labels()[self.rows].astype(np.int64)
+        synapses = np.bincount(tile, minlength=len(boxes))
+        if self.distinct:  # no source neuron twice: group the sources by tile, nothing to remove
+            cols, bounds = self.cols[np.argsort(tile, kind="stable")], np.concatenate([[0], np.cumsum(synapses)])
+            return [(int(synapses[i]) * self.synapse_bits, Reach(flat=cols[bounds[i]:bounds[i + 1]]))
+                    for i in range(len(boxes))]
+        span = int(np.prod(self.src_view))
+        pairs = np.unique(tile * span + self.cols)  # distinct (tile, source neuron), sorted by tile
+        bounds = np.searchsorted(pairs, np.arange(len(boxes) + 1) * span)
+        return [(int(synapses[i]) * self.synapse_bits, Reach(flat=pairs[bounds[i]:bounds[i + 1]] - i * span))
                 for i in range(len(boxes))]
 
     def _conv_exact(self, box: Box) -> tuple[int, Reach]:
@@ -241,11 +253,16 @@ class Tiling:
         """Neurons of ``reach`` (a reach into this population) inside each of its tiles."""
         return reach.count_in(self.array, self.labels)
 
+    def vectors(self, fan: np.ndarray) -> list[np.ndarray]:
+        """Per box: neurons, memory bits, fan-in and fan-out axons (``fan``: per box), the order
+        of :data:`snn2chip.chip.partition.RESOURCES`."""
+        return [np.array([box_size(box), memory, sum(r.size for r in reach.values()), f], dtype=np.int64)
+                for box, (memory, reach), f in zip(self.boxes, self.demands, fan)]
+
     def untiled(self) -> tuple[int, dict[str, Reach]]:
-        """Memory bits and reach per source of the whole population as one box. (The labels
-        are this tiling's, so a sparse group counts only its synapses into tile 0 here.)"""
+        """Memory bits and reach per source of the whole population as one box."""
         whole = (0, self.shape[0], 0, self.shape[1], 0, self.shape[2])
-        (result,) = box_demands(self.groups, [whole], self.labels)
+        (result,) = box_demands(self.groups, [whole], lambda: np.zeros(int(np.prod(self.shape)), dtype=np.int32))
         return result
 
 

@@ -1,0 +1,58 @@
+"""Why cores exceed the volume bound: how much of a core each tile takes, and what other packing
+orders of the same tiles would give.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tile_shares.py out/scale/sew_resnet50.nir [--target loihi2]
+
+Compiles like ``benchmarks/scale_compile.py`` (relay on Loihi 2, expand on Loihi 1; binary inputs),
+tiles the network as the partitioner does, and prints: cores packed first-fit in network order
+(the partitioner's order), first-fit decreasing by a tile's largest share of a core and by its
+summed share; the tiles above half and above 90 % of a core in some resource; per binding
+resource the tiles it binds and their mean share of a core's neurons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from snn2chip import compiler  # noqa: E402
+from snn2chip.chip import partition, targets, tiling  # noqa: E402
+from snn2chip.passes.quantize import Options  # noqa: E402
+
+
+def cores(demands: list, order) -> int:
+    """Cores used by first-fit packing of ``demands`` in ``order``."""
+    return partition._pack([demands[i] for i in order], TARGET.capacity)[1]
+
+
+def main() -> None:
+    global TARGET
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--target", default="loihi2")
+    args = parser.parse_args()
+    TARGET = targets.resolve(args.target)
+    strategy = "relay" if TARGET.payload_bits else "expand"
+    _, net, _ = compiler.compile_file(args.model, args.target, Options(strategy=strategy))
+    demands = partition._tile_demands(*tiling.tile_network(net, TARGET))
+    limits = np.array([TARGET.capacity[r] for r in partition.RESOURCES])
+    share = np.array([d / limits for _, _, d in demands])
+    print(f"{len(demands):,} tiles; first-fit in network order: {cores(demands, range(len(demands))):,} cores; "
+          f"decreasing by largest share: {cores(demands, np.argsort(-share.max(1), kind='stable')):,}; "
+          f"by summed share: {cores(demands, np.argsort(-share.sum(1), kind='stable')):,}")
+    print(f"tiles above half a core in some resource: {(share.max(1) > 0.5).sum():,}; above 90 %: "
+          f"{(share.max(1) > 0.9).sum():,}")
+    binding = share.argmax(1)
+    for i, resource in enumerate(partition.RESOURCES):
+        mine = binding == i
+        if mine.any():
+            print(f"  {resource} binds {mine.sum():,} tiles (mean share {share[mine, i].mean():.2f}; "
+                  f"their neurons: {share[mine, 0].mean():.2f} of a core)")
+
+
+if __name__ == "__main__":
+    main()
