@@ -1,13 +1,14 @@
-"""Why cores exceed the volume bound: how much of a core each tile takes, and what other packing
-orders of the same tiles would give.
+"""Why cores exceed the volume bound: how much of a core each tile takes, what other packing
+orders of the same whole tiles would give, and what gap filling gives.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tile_shares.py out/scale/sew_resnet50.nir [--target loihi2]
 
 Compiles like ``benchmarks/scale_compile.py`` (relay on Loihi 2, expand on Loihi 1; binary inputs),
 tiles the network as the partitioner does, and prints: cores packed first-fit in network order
-(the partitioner's order), first-fit decreasing by a tile's largest share of a core and by its
-summed share; the tiles above half and above 90 % of a core in some resource; per binding
-resource the tiles it binds and their mean share of a core's neurons.
+(the partitioner's first packing), first-fit decreasing by a tile's largest share of a core and
+by its summed share; the tiles above half and above 90 % of a core in some resource; the cores
+with gap filling (:mod:`snn2chip.chip.fill`, what ``compile`` keeps when it uses fewer); per
+binding resource the tiles it binds and their mean share of a core's neurons.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def main() -> None:
           f"by summed share: {cores(demands, np.argsort(-share.sum(1), kind='stable')):,}")
     print(f"tiles above half a core in some resource: {(share.max(1) > 0.5).sum():,}; above 90 %: "
           f"{(share.max(1) > 0.9).sum():,}")
+    print(f"with gap filling (relays and delay lines cut into slabs, what compile does): "
+          f"{partition.partition(net, TARGET).cores:,} cores")
     binding = share.argmax(1)
     for i, resource in enumerate(partition.RESOURCES):
         mine = binding == i

@@ -110,9 +110,11 @@ class _Cores:
         self.limits = limits
         self.load = np.zeros((0, len(limits)), dtype=np.int64)
 
-    def first(self, demand: np.ndarray) -> int | None:
-        free = np.flatnonzero(np.all(self.load + demand <= self.limits, axis=1))
-        return int(free[0]) if free.size else None
+    def first(self, demand: np.ndarray, window: tuple[int, int] = (0, None)) -> int | None:
+        """The first core (among ``window``, a range of cores) where ``demand`` fits, else None."""
+        lo, hi = window
+        free = np.flatnonzero(np.all(self.load[lo:hi] + demand <= self.limits, axis=1))
+        return int(free[0]) + lo if free.size else None
 
     def put(self, core: int | None, demand: np.ndarray) -> int:
         if core is None:
@@ -121,16 +123,16 @@ class _Cores:
         self.load[core] += demand
         return core
 
-    def fill(self, box: Box, per_neuron: np.ndarray) -> list[tuple[Box, int]]:
-        """``box`` placed whole or as slabs (module docstring)."""
+    def fill(self, box: Box, per_neuron: np.ndarray, window: tuple[int, int]) -> list[tuple[Box, int]]:
+        """``box`` placed whole or as slabs on the cores of ``window`` (module docstring)."""
         axis, prefix = _slabs(box, per_neuron)
         pieces, start, n = [], 0, len(prefix) - 1
         while start < n:
             rest = prefix[n] - prefix[start]
-            core = self.first(rest)
+            core = self.first(rest, window)
             stop = n
             if core is None:
-                core = self.first(prefix[start + 1] - prefix[start])
+                core = self.first(prefix[start + 1] - prefix[start], window)
                 if core is not None:
                     room = self.limits - self.load[core]
                     stop = start + min(int(np.searchsorted(prefix[start:, r] - prefix[start, r], room[r], side="right")) - 1
@@ -153,9 +155,12 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], c
     for p, t in tilings.items():
         if p not in which:
             placed[p] = [(box, cores.put(cores.first(d), d)) for box, d in zip(t.boxes, t.vectors(fan[p]))]
+    neighbours = _neighbours(tilings)
     for p, t in tilings.items():
         if p in which:
-            placed[p] = [piece for box in t.boxes for piece in cores.fill(box, per_neuron[p])]
+            near = [core for q in neighbours[p] - which if q in placed for _, core in placed[q]]
+            window = (min(near), max(near) + 1) if near else (0, None)
+            placed[p] = [piece for box in t.boxes for piece in cores.fill(box, per_neuron[p], window)]
     recut = {p: dataclasses.replace(t, boxes=tuple(box for box, _ in placed[p])) if p in which else t
              for p, t in tilings.items()}
     core_of = {p: [core for _, core in placed[p]] for p in tilings}
@@ -167,3 +172,14 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], c
     if np.any(exact > cores.limits):
         return None
     return Filled(recut, exact_fan, core_of, len(cores.load))
+
+
+def _neighbours(tilings: dict[str, Tiling]) -> dict[str, set[str]]:
+    """Per placed population, the placed populations it reads from or sends to."""
+    result: dict[str, set[str]] = {p: set() for p in tilings}
+    for p, t in tilings.items():
+        for grp in t.groups:
+            if grp.g.src in result:
+                result[p].add(grp.g.src)
+                result[grp.g.src].add(p)
+    return result
