@@ -173,3 +173,14 @@ def test_only_populations_whose_sources_are_each_read_once_are_divisible():
     tilings, _ = tiling.tile_network(net, TINY)
     assert fill.divisible(net, tilings) == set()
     assert partition.partition(net, TINY, "board").cores == 4
+
+
+def test_the_untiled_demand_counts_every_sparse_synapse_whatever_the_tiles():
+    """R (40 neurons) needs 3 tiles of at most 16; as one box it still holds all 40 synapses."""
+    index = np.arange(40)
+    net = ChipNet({"in": Population("in", "input", (40,)), "R": Population("R", "lif", (40,), vth=1)},
+                  (SynapseGroup("R<-in", "sparse", "in", "R", np.ones(40, np.int64), rows=index, cols=index),),
+                  ("in",), ("R",))
+    part = partition.partition(net, TINY, "board")
+    assert part.layers["R"].tiles == 3
+    assert part.demand == {"R": {"neurons": 40, "memory_bits": 400, "fan_in_axons": 40, "fan_out_axons": 0}}

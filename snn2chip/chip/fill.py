@@ -13,8 +13,11 @@ each consumer reads each of its neurons from one tile (a divisible consumer too)
 :func:`pack` packs every tile of the other populations first-fit in network order, then the
 divisible populations' tiles in network order: a tile goes whole to the first core it fits; else
 its leading slabs (rows, else columns, else channels of its box) go to the first core the first
-slab fits, as many as fit, and the rest goes on. The result is checked with the exact demands
-of the new tiles; if a core were over a limit (never expected), the caller keeps the plain packing.
+slab fits, as many as fit, and the rest goes on; the cores it may use are those between the first
+and last core of the non-divisible populations it reads from or sends to. Cores are then numbered
+by the first population on them in network order, so that a core opened for a relay sits beside
+its neighbours when chips are filled in order. The result is checked with the exact demands of
+the new tiles; if a core were over a limit (never expected), the caller keeps the plain packing.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def neuron_demands(net: ChipNet, tilings: dict[str, Tiling], which: set[str], sy
     result = {}
     for p in which:
         size = net.populations[p].size
-        d = np.zeros((size, 4), dtype=np.int64)
+        d = np.zeros((size, 4), dtype=np.int32)  # one neuron's demand is far below 2**31
         d[:, 0] = 1
         for grp in tilings[p].groups:
             counts = np.bincount(_synapses(grp.g)[0], minlength=size)
@@ -91,7 +94,7 @@ def _slabs(box: Box, per_neuron: np.ndarray) -> tuple[int, np.ndarray]:
     c0, c1, h0, h1, w0, w1 = box
     axis = 1 if h1 - h0 > 1 else 2 if w1 - w0 > 1 else 0
     part = per_neuron[c0:c1, h0:h1, w0:w1]
-    sums = part.sum(axis=tuple(a for a in range(3) if a != axis))
+    sums = part.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64)
     return axis, np.vstack([np.zeros((1, sums.shape[1]), dtype=np.int64), np.cumsum(sums, axis=0)])
 
 
@@ -103,8 +106,8 @@ def _cut(box: Box, axis: int, start: int, stop: int) -> Box:
     return tuple(b)
 
 
-class _Cores:
-    """Cores being filled: the summed demand per core against the limits."""
+class Cores:
+    """Cores being packed first-fit: the summed demand per core against the limits."""
 
     def __init__(self, limits: np.ndarray):
         self.limits = limits
@@ -150,7 +153,7 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], c
     if not which:
         return None
     per_neuron = neuron_demands(net, tilings, which, synapse_bits)
-    cores = _Cores(np.array([cap[r] for r in resources]))
+    cores = Cores(np.array([cap[r] for r in resources]))
     placed: dict[str, list[tuple[Box, int]]] = {}
     for p, t in tilings.items():
         if p not in which:
@@ -161,9 +164,11 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], c
             near = [core for q in neighbours[p] - which if q in placed for _, core in placed[q]]
             window = (min(near), max(near) + 1) if near else (0, None)
             placed[p] = [piece for box in t.boxes for piece in cores.fill(box, per_neuron[p], window)]
+    del per_neuron
     recut = {p: dataclasses.replace(t, boxes=tuple(box for box, _ in placed[p])) if p in which else t
              for p, t in tilings.items()}
-    core_of = {p: [core for _, core in placed[p]] for p in tilings}
+    number = _in_network_order(placed, list(tilings), len(cores.load))
+    core_of = {p: [int(number[core]) for _, core in placed[p]] for p in tilings}
     exact = np.zeros_like(cores.load)
     exact_fan = fan_out(recut)
     for p, t in recut.items():
@@ -183,3 +188,16 @@ def _neighbours(tilings: dict[str, Tiling]) -> dict[str, set[str]]:
                 result[p].add(grp.g.src)
                 result[grp.g.src].add(p)
     return result
+
+
+def _in_network_order(placed: dict[str, list[tuple[Box, int]]], order: list[str], cores: int) -> np.ndarray:
+    """New core numbers, ordered by the first population (in network order) on each core, so that
+    cores opened late for a relay sit beside its neighbours when chips are filled in order."""
+    rank = {p: k for k, p in enumerate(order)}
+    first = np.full(cores, len(order))
+    for p, pieces in placed.items():
+        for _, core in pieces:
+            first[core] = min(first[core], rank[p])
+    number = np.empty(cores, dtype=np.int64)
+    number[np.argsort(first, kind="stable")] = np.arange(cores)
+    return number

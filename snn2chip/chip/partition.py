@@ -237,17 +237,9 @@ def _tile_demands(tilings: dict[str, Tiling], fan_out: dict[str, np.ndarray]) ->
 def _pack(demands: list[tuple[str, Box, np.ndarray]], cap: dict) -> tuple[list[Tile], int]:
     """The tiles packed first-fit onto cores in the order given (a tile goes to the first core
     where every resource still fits, else to a new core), and the number of cores."""
-    limits = np.array([cap[r] for r in RESOURCES])
-    load = np.zeros((0, len(RESOURCES)), dtype=np.int64)  # per core
-    tiles = []
-    for p, box, d in demands:
-        free = np.flatnonzero(np.all(load + d <= limits, axis=1))
-        core = int(free[0]) if free.size else len(load)
-        if not free.size:
-            load = np.vstack([load, np.zeros(len(RESOURCES), dtype=np.int64)])
-        load[core] += d
-        tiles.append(Tile(p, box, tuple(int(x) for x in d), core))
-    return tiles, len(load)
+    cores = fill.Cores(np.array([cap[r] for r in RESOURCES]))
+    tiles = [Tile(p, box, tuple(int(x) for x in d), cores.put(cores.first(d), d)) for p, box, d in demands]
+    return tiles, len(cores.load)
 
 
 def _layers(tilings: dict[str, Tiling], tiles: list[Tile], demand: dict, cap: dict) -> dict[str, LayerPlacement]:

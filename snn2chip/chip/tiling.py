@@ -73,12 +73,14 @@ class Reach:
 
 
 def _union(a: Reach, b: Reach, shape) -> Reach:
-    """The source neurons of both reaches (a stable sort merges two sorted index runs in linear time)."""
+    """The source neurons of both reaches, sorted (timsort merges sorted index runs in linear time)."""
     if a.same(b):
         return a
     merged = np.concatenate([a.indices(shape), b.indices(shape)])
     merged.sort(kind="stable")
-    return Reach(flat=merged[np.concatenate([merged[:1] == merged[:1], merged[1:] != merged[:-1]])])
+    keep = np.ones(merged.size, dtype=bool)
+    keep[1:] = merged[1:] != merged[:-1]
+    return Reach(flat=merged[keep])
 
 
 def _taps(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> np.ndarray:
