@@ -184,3 +184,31 @@ def test_the_untiled_demand_counts_every_sparse_synapse_whatever_the_tiles():
     part = partition.partition(net, TINY, "board")
     assert part.layers["R"].tiles == 3
     assert part.demand == {"R": {"neurons": 40, "memory_bits": 400, "fan_in_axons": 40, "fan_out_axons": 0}}
+
+
+def test_a_block_whose_bounds_are_loose_is_taken_when_its_exact_demands_fit():
+    """Sign-split halves of one kernel: the excitatory half on output channels 0-1, the inhibitory
+    on 2-3, 18 taps each. The bounds take 18 taps per channel for each half (cb x 288 bits, so
+    at most 2 of the candidate channel blocks 4, 2, 1 per 1,000-bit core: 2 tiles); exactly, all
+    4 channels hold 4 x 18 x 8 = 576 bits: one tile."""
+    kernel = np.zeros((4, 2, 3, 3), np.int64)
+    kernel[:2] = 1
+    pops = {"in": Population("in", "input", (2, 2, 2)), "A": Population("A", "lif", (4, 2, 2), vth=1)}
+    groups = tuple(SynapseGroup(f"A<-in{sign}", "conv", "in", "A", k, padding=(1, 1))
+                   for sign, k in (("+", kernel), ("-", -kernel[::-1])))
+    net = ChipNet(pops, groups, ("in",), ("A",))
+    demands = tuple(tiling.GroupDemands(g, net, TINY) for g in groups)
+    assert tiling._choose_block("A", (4, 2, 2), demands, TINY.capacity, 16) == [(4, 2, 2), (2, 2, 2)]
+    part = partition.partition(net, TINY, "board")
+    assert (part.layers["A"].block, part.layers["A"].tiles, part.cores) == ((4, 2, 2), 1, 1)
+    assert part.tiles[0].demand == (16, 576, 8, 0)
+    _within_limits(part)
+
+
+def test_conv_memory_without_shared_kernels_leaves_out_the_taps_on_the_padding():
+    """3x3 kernel, padding 1, on 4x4: per axis the kernel positions read 3, 4, 3 inputs, so one
+    channel pair stores (3 + 4 + 3)**2 = 100 synapses, not 9 x 16 = 144."""
+    no_sharing = dataclasses.replace(TINY, shared_conv_kernels=False, synaptic_memory_bits=10**6, neurons=64)
+    net = _net(np.ones((1, 2, 3, 3), dtype=np.int64), np.ones((5, 16), dtype=np.int64))
+    part = partition.partition(net, no_sharing, "board")
+    assert part.demand["A"]["memory_bits"] == 2 * 100 * no_sharing.synapse_bits

@@ -8,15 +8,17 @@ the :class:`~snn2chip.chip.targets.Target`):
 - ``neurons``: its neurons;
 - ``memory_bits``: per incoming synapse group, dense/sparse: stored synapses x ``synapse_bits``;
   conv with shared kernels: the non-zero kernel entries of the tile's channels x
-  ``kernel_entry_bits`` (once per tile), else its connections x ``synapse_bits`` (padding
-  ignored: an upper bound);
+  ``kernel_entry_bits`` (once per tile), else its connections x ``synapse_bits`` (taps on the
+  padding left out);
 - ``fan_in_axons``: per source population, the distinct source neurons its synapses read (for a
   conv: the groups' input channels x the rows and columns of the receptive field);
 - ``fan_out_axons``: per neuron, the number of tiles it sends to (an upper bound of the cores).
 
 A population's block size is the one with the fewest tiles whose upper bounds of neurons, memory
 and fan-in fit a core (candidates ``ceil(n/k)`` per axis; ties: fewer routed axons, then wider
-channel blocks). Tiles whose fan-out exceeds the limit make their population re-tile with fewer
+channel blocks), unless one of a few with fewer tiles, whose bounds exceed a core by at most
+``tiling.BOUND_SLACK``, fits by the exact demands of every tile (sign-split kernel halves and
+padding make the bounds loose). Tiles whose fan-out exceeds the limit make their population re-tile with fewer
 neurons per tile. Tiles are packed onto cores first-fit in network order (a tile goes to the
 first core where every resource still fits, so small layers share cores). Then the packing is
 done again with gap filling (:mod:`snn2chip.chip.fill`): divisible populations (relays, delay

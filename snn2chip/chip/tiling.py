@@ -20,6 +20,11 @@ from snn2chip.chip.targets import Target
 from snn2chip.errors import ModelError
 
 Box = tuple[int, int, int, int, int, int]  # c0, c1, h0, h1, w0, w1 in the (C, H, W) view
+#: block sizes with fewer tiles are tried by their exact demands when their upper bounds exceed a
+#: core by at most this factor (sign-split kernels and padding make the bounds loose), at most
+#: EXACT_TRIES of them per population
+BOUND_SLACK = 1.5
+EXACT_TRIES = 3
 Labels = Callable[[], np.ndarray]  # the tile index per neuron (flat), computed on demand
 
 
@@ -89,6 +94,13 @@ def _taps(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> 
     return np.unique(pos[(pos >= 0) & (pos < n)])
 
 
+def _inside(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> np.ndarray:
+    """Per kernel position along a convolution axis: how many of outputs ``lo..hi-1`` read an
+    input inside ``0..n-1`` (not the padding)."""
+    pos = np.arange(lo, hi)[:, None] * stride - pad + np.arange(k)[None] * dil
+    return ((pos >= 0) & (pos < n)).sum(0)
+
+
 class GroupDemands:
     """A synapse group's demands on destination tiles: exact per box, and upper bounds per block size."""
 
@@ -100,6 +112,8 @@ class GroupDemands:
         if g.kind == "conv":
             self.nnz = nz.reshape(nz.shape[0], -1).sum(1)  # per output channel
             self.cum = np.concatenate([[0], np.cumsum(self.nnz)])
+            taps = nz.sum(1)  # (O, kH, kW): non-zero taps per output channel and kernel position
+            self.tap_cum = np.concatenate([np.zeros((1, *taps.shape[1:]), dtype=np.int64), np.cumsum(taps, axis=0)])
             self.key = (g.src, "conv", g.stride, g.padding, g.dilation, g.groups, g.weights.shape)
         elif g.kind == "dense":
             self.nz = nz
@@ -145,8 +159,12 @@ class GroupDemands:
         cout, cin_g, kh, kw = g.weights.shape
         per_out = cout // g.groups
         _, hi, wi = self.src_view
-        kernel = int(self.cum[c1] - self.cum[c0])
-        memory = kernel * self.kernel_bits if self.shared else kernel * (h1 - h0) * (w1 - w0) * self.synapse_bits
+        if self.shared:
+            memory = int(self.cum[c1] - self.cum[c0]) * self.kernel_bits
+        else:  # every connection stored: per kernel position, the outputs whose tap falls inside the input
+            rows = _inside(h0, h1, g.stride[0], g.padding[0], g.dilation[0], kh, hi)
+            cols = _inside(w0, w1, g.stride[1], g.padding[1], g.dilation[1], kw, wi)
+            memory = int(((self.tap_cum[c1] - self.tap_cum[c0]) * rows[:, None] * cols[None, :]).sum()) * self.synapse_bits
         reach = Reach((c0 // per_out * cin_g, ((c1 - 1) // per_out + 1) * cin_g),
                       _taps(h0, h1, g.stride[0], g.padding[0], g.dilation[0], kh, hi),
                       _taps(w0, w1, g.stride[1], g.padding[1], g.dilation[1], kw, wi))
@@ -182,8 +200,11 @@ def _boxes(shape: tuple[int, int, int], block: tuple[int, int, int]) -> list[Box
             for c0 in range(0, c, cb) for h0 in range(0, h, hb) for w0 in range(0, w, wb)]
 
 
-def _choose_block(pop: str, shape, groups: Sequence[GroupDemands], cap: dict, neuron_limit: int) -> tuple[int, int, int]:
-    """The block size with the fewest tiles whose bounds fit (see :mod:`snn2chip.chip.partition`)."""
+def _choose_block(pop: str, shape, groups: Sequence[GroupDemands], cap: dict, neuron_limit: int
+                  ) -> list[tuple[int, int, int]]:
+    """Block sizes to try, the last one certain: up to :data:`EXACT_TRIES` with fewer tiles whose
+    bounds exceed a core by at most :data:`BOUND_SLACK` (the exact demands may still fit), then the
+    block size with the fewest tiles whose bounds fit (see :mod:`snn2chip.chip.partition`)."""
     c, h, w = shape
     cb, hb, wb = (a.ravel() for a in np.meshgrid(_blocks(c), _blocks(h), _blocks(w), indexing="ij"))
     memory = np.zeros(cb.shape, dtype=np.int64)
@@ -202,7 +223,10 @@ def _choose_block(pop: str, shape, groups: Sequence[GroupDemands], cap: dict, ne
     count = -(-c // cb) * -(-h // hb) * -(-w // wb)
     order = np.lexsort((-wb, -hb, -cb, fan * count, count))
     best = order[np.flatnonzero(ok[order])[0]]
-    return int(cb[best]), int(hb[best]), int(wb[best])
+    near = (cb * hb * wb <= neuron_limit) & (count < count[best]) & (memory <= BOUND_SLACK * cap["memory_bits"]) \
+        & (fan <= BOUND_SLACK * cap["fan_in_axons"])
+    blocks = [(int(cb[i]), int(hb[i]), int(wb[i])) for i in order[np.flatnonzero(near[order])][:EXACT_TRIES]]
+    return blocks + [(int(cb[best]), int(hb[best]), int(wb[best]))]
 
 
 def box_demands(groups: Sequence[GroupDemands], boxes: Sequence[Box], labels: Labels) -> list[tuple[int, dict[str, Reach]]]:
@@ -270,9 +294,15 @@ class Tiling:
 
 def tile_population(population: str, shape: tuple[int, int, int], groups: tuple[GroupDemands, ...], cap: dict,
                     neuron_limit: int) -> Tiling:
-    """Cut ``population`` with the best block size under ``neuron_limit`` neurons per tile."""
-    block = _choose_block(population, shape, groups, cap, neuron_limit)
-    return Tiling(population, shape, groups, neuron_limit, block, tuple(_boxes(shape, block)))
+    """Cut ``population`` with the best block size under ``neuron_limit`` neurons per tile: the
+    first of :func:`_choose_block`'s whose every tile fits a core by its exact demands."""
+    *tries, certain = _choose_block(population, shape, groups, cap, neuron_limit)
+    for block in tries:
+        t = Tiling(population, shape, groups, neuron_limit, block, tuple(_boxes(shape, block)))
+        if all(memory <= cap["memory_bits"] and sum(r.size for r in reach.values()) <= cap["fan_in_axons"]
+               for memory, reach in t.demands):
+            return t
+    return Tiling(population, shape, groups, neuron_limit, certain, tuple(_boxes(shape, certain)))
 
 
 def fan_out(tilings: dict[str, Tiling]) -> dict[str, np.ndarray]:
