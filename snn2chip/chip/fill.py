@@ -27,7 +27,7 @@ import dataclasses
 import numpy as np
 
 from snn2chip.chip.ir import ChipNet, SynapseGroup
-from snn2chip.chip.tiling import Box, Tiling, fan_out, view
+from snn2chip.chip.tiling import Box, Tiling, fan_out
 
 
 @dataclasses.dataclass(frozen=True)
