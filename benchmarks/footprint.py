@@ -42,9 +42,9 @@ def timed(command: list, **kwargs) -> tuple[float, float]:
     start = time.perf_counter()
     proc = subprocess.Popen([str(c) for c in command], cwd=ROOT, **kwargs)
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(map(str, command))}")
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise SystemExit(f"failed ({code}): {' '.join(map(str, command))}")
     return time.perf_counter() - start, usage.ru_maxrss / 2**20
 
 

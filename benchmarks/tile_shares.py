@@ -25,32 +25,31 @@ from snn2chip.chip import partition, targets, tiling  # noqa: E402
 from snn2chip.passes.quantize import Options  # noqa: E402
 
 
-def cores(demands: list, order) -> int:
-    """Cores used by first-fit packing of ``demands`` in ``order``."""
-    return partition._pack([demands[i] for i in order], TARGET.capacity)[1]
+def cores(demands: list, order, cap: dict) -> int:
+    """Cores used by first-fit packing of ``demands`` in ``order`` onto cores of capacity ``cap``."""
+    return partition._pack([demands[i] for i in order], cap)[1]
 
 
 def main() -> None:
-    global TARGET
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--target", default="loihi2")
     args = parser.parse_args()
-    TARGET = targets.resolve(args.target)
-    strategy = "relay" if TARGET.payload_bits else "expand"
+    target = targets.resolve(args.target)
+    cap = target.capacity
+    strategy = "relay" if target.payload_bits else "expand"
     _, net, _ = compiler.compile_file(args.model, args.target, Options(strategy=strategy))
-    demands = partition._tile_demands(*tiling.tile_network(net, TARGET))
-    limits = np.array([TARGET.capacity[r] for r in partition.RESOURCES])
-    share = np.array([d / limits for _, _, d in demands])
-    print(f"{len(demands):,} tiles; first-fit in network order: {cores(demands, range(len(demands))):,} cores; "
-          f"decreasing by largest share: {cores(demands, np.argsort(-share.max(1), kind='stable')):,}; "
-          f"by summed share: {cores(demands, np.argsort(-share.sum(1), kind='stable')):,}")
+    demands = partition._tile_demands(*tiling.tile_network(net, target))
+    share = np.array([d / tiling.limits(cap) for _, _, d in demands])
+    print(f"{len(demands):,} tiles; first-fit in network order: {cores(demands, range(len(demands)), cap):,} cores; "
+          f"decreasing by largest share: {cores(demands, np.argsort(-share.max(1), kind='stable'), cap):,}; "
+          f"by summed share: {cores(demands, np.argsort(-share.sum(1), kind='stable'), cap):,}")
     print(f"tiles above half a core in some resource: {(share.max(1) > 0.5).sum():,}; above 90 %: "
           f"{(share.max(1) > 0.9).sum():,}")
     print(f"with gap filling (relays and delay lines cut into slabs, what compile does): "
-          f"{partition.partition(net, TARGET).cores:,} cores")
+          f"{partition.partition(net, target).cores:,} cores")
     binding = share.argmax(1)
-    for i, resource in enumerate(partition.RESOURCES):
+    for i, resource in enumerate(tiling.RESOURCES):
         mine = binding == i
         if mine.any():
             print(f"  {resource} binds {mine.sum():,} tiles (mean share {share[mine, i].mean():.2f}; "

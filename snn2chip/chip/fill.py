@@ -27,7 +27,8 @@ import dataclasses
 import numpy as np
 
 from snn2chip.chip.ir import ChipNet, SynapseGroup
-from snn2chip.chip.tiling import Box, Tiling, fan_out
+from snn2chip.chip.targets import Target
+from snn2chip.chip.tiling import Box, Tiling, fan_out, limits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,15 +146,14 @@ class Cores:
         return pieces
 
 
-def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], cap: dict, resources: tuple,
-         synapse_bits: int) -> Filled | None:
+def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Target) -> Filled | None:
     """Gap-filled packing of ``tilings`` (``fan``: their per-tile fan-out), or None when no
     population is divisible or the exact check fails (module docstring)."""
     which = divisible(net, tilings)
     if not which:
         return None
-    per_neuron = neuron_demands(net, tilings, which, synapse_bits)
-    cores = Cores(np.array([cap[r] for r in resources]))
+    per_neuron = neuron_demands(net, tilings, which, target.synapse_bits)
+    cores = Cores(limits(target.capacity))
     placed: dict[str, list[tuple[Box, int]]] = {}
     for p, t in tilings.items():
         if p not in which:

@@ -51,11 +51,10 @@ import numpy as np
 from snn2chip.chip import fill
 from snn2chip.chip.ir import ChipNet, Population
 from snn2chip.chip.targets import Target
-from snn2chip.chip.tiling import Box, Tiling, tile_network, untiled_demands
+from snn2chip.chip.tiling import RESOURCES, Box, Tiling, limits, tile_network, untiled_demands
 from snn2chip.errors import ModelError
 from snn2chip.records import Record
 
-RESOURCES = ("neurons", "memory_bits", "fan_in_axons", "fan_out_axons")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +163,7 @@ class Partition:
         """The report entry."""
         bounds = self.bounds()
         usage = self.core_usage()
-        cap = np.array([self.target.capacity[r] for r in RESOURCES])
+        cap = limits(self.target.capacity)
         inter_chip = sum(w for (a, b), w in self.traffic.items() if self.chip_of[a] != self.chip_of[b])
         return PartitionReport(
             target=self.target.name,
@@ -218,7 +217,7 @@ def partition(net: ChipNet, target: Target, system: str | None = None, rates: di
     tilings, fan_out = tile_network(net, target)
     demand = untiled_demands(net, tilings)
     tiles, cores = _pack(_tile_demands(tilings, fan_out), target.capacity)
-    filled = fill.pack(net, tilings, fan_out, target.capacity, RESOURCES, target.synapse_bits)
+    filled = fill.pack(net, tilings, fan_out, target)
     if filled is not None and filled.cores < cores:
         tilings, cores = filled.tilings, filled.cores
         tiles = [Tile(p, box, tuple(int(x) for x in d), core) for p, t in tilings.items()
@@ -239,14 +238,14 @@ def _tile_demands(tilings: dict[str, Tiling], fan_out: dict[str, np.ndarray]) ->
 def _pack(demands: list[tuple[str, Box, np.ndarray]], cap: dict) -> tuple[list[Tile], int]:
     """The tiles packed first-fit onto cores in the order given (a tile goes to the first core
     where every resource still fits, else to a new core), and the number of cores."""
-    cores = fill.Cores(np.array([cap[r] for r in RESOURCES]))
+    cores = fill.Cores(limits(cap))
     tiles = [Tile(p, box, tuple(int(x) for x in d), cores.put(cores.first(d), d)) for p, box, d in demands]
     return tiles, len(cores.load)
 
 
 def _layers(tilings: dict[str, Tiling], tiles: list[Tile], demand: dict, cap: dict) -> dict[str, LayerPlacement]:
     """Per population: block, tiles, cores, binding resource, one-layer bound and untiled demand."""
-    limits = np.array([cap[r] for r in RESOURCES])
+    capacity = limits(cap)
     own: dict[str, list[Tile]] = {p: [] for p in tilings}
     for tile in tiles:
         own[tile.population].append(tile)
@@ -254,7 +253,7 @@ def _layers(tilings: dict[str, Tiling], tiles: list[Tile], demand: dict, cap: di
     for p, t in tilings.items():
         binding = np.zeros(len(RESOURCES))
         for tile in own[p]:
-            binding = np.maximum(binding, np.array(tile.demand, dtype=np.int64) / limits)
+            binding = np.maximum(binding, np.array(tile.demand, dtype=np.int64) / capacity)
         layers[p] = LayerPlacement(p, tuple(t.block), len(t.boxes), len({tile.core for tile in own[p]}),
                                    RESOURCES[int(binding.argmax())],
                                    max(math.ceil(demand[p][r] / cap[r]) for r in RESOURCES),

@@ -67,7 +67,7 @@ class Target:
 
     @property
     def capacity(self) -> dict[str, int]:
-        """Per-core capacity of each resource the partitioner packs (see :data:`snn2chip.chip.partition.RESOURCES`)."""
+        """Per-core capacity of each resource the partitioner packs (see :data:`snn2chip.chip.tiling.RESOURCES`)."""
         return {"neurons": self.neurons, "memory_bits": self.synaptic_memory_bits,
                 "fan_in_axons": self.fan_in_axons, "fan_out_axons": self.fan_out_axons}
 

@@ -20,6 +20,8 @@ from snn2chip.chip.targets import Target
 from snn2chip.errors import ModelError
 
 Box = tuple[int, int, int, int, int, int]  # c0, c1, h0, h1, w0, w1 in the (C, H, W) view
+#: the per-core resources tiles demand, in the order of demand vectors (:meth:`Tiling.vectors`)
+RESOURCES = ("neurons", "memory_bits", "fan_in_axons", "fan_out_axons")
 #: block sizes with fewer tiles are tried by their exact demands when their upper bounds exceed a
 #: core by at most this factor (sign-split kernels and padding make the bounds loose), at most
 #: EXACT_TRIES of them per population
@@ -92,6 +94,11 @@ def _taps(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> 
     """Input positions read by outputs ``lo..hi-1`` of a convolution axis of input size ``n``."""
     pos = (np.arange(lo, hi)[:, None] * stride - pad + np.arange(k)[None] * dil).ravel()
     return np.unique(pos[(pos >= 0) & (pos < n)])
+
+
+def limits(cap: dict) -> np.ndarray:
+    """A core's capacity ``cap`` (per resource) as a vector in the order of :data:`RESOURCES`."""
+    return np.array([cap[r] for r in RESOURCES])
 
 
 def _inside(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> np.ndarray:
@@ -281,7 +288,7 @@ class Tiling:
 
     def vectors(self, fan: np.ndarray) -> list[np.ndarray]:
         """Per box: neurons, memory bits, fan-in and fan-out axons (``fan``: per box), the order
-        of :data:`snn2chip.chip.partition.RESOURCES`."""
+        of :data:`RESOURCES`."""
         return [np.array([box_size(box), memory, sum(r.size for r in reach.values()), f], dtype=np.int64)
                 for box, (memory, reach), f in zip(self.boxes, self.demands, fan)]
 

@@ -59,7 +59,7 @@ def _cheap_conv(ctx: Context, fg: lower.FloatGroup, lag: int) -> bool:
     synapses, in synaptic delays, than through a delay line of ``lag`` copies of its source (the
     line counted whole, even where other consumers would share it)."""
     shapes = ctx.graph.out_shapes
-    synapses = lower.conv_synapses(fg, shapes[ctx.pops[fg.dst]])
+    synapses = lower.conv_synapse_bound(fg, shapes[ctx.pops[fg.dst]])
     return ctx.caps.synapses_cheaper(synapses, lag * int(np.prod(shapes[ctx.pops[fg.src]])))
 
 

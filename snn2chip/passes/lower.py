@@ -54,7 +54,7 @@ class FloatGroup:
     groups: int = 1
 
 
-def conv_synapses(fg: FloatGroup, out_shape: tuple[int, ...]) -> int:
+def conv_synapse_bound(fg: FloatGroup, out_shape: tuple[int, ...]) -> int:
     """An upper bound of conv map ``fg``'s explicit synapses onto a destination of ``out_shape``:
     every non-zero tap at every output position (taps on the padding counted too)."""
     return int(np.count_nonzero(fg.weights)) * int(np.prod(out_shape[1:]))

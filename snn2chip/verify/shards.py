@@ -109,11 +109,9 @@ class Worker:
 
     def __init__(self, graph: Graph, net: ChipNet, steps: int, dt: float | None):
         self.graph, self.net, self.steps, self.dt = graph, net, steps, dt
-        fans = {p: [fanout(net, g) for g in net.groups if g.src == p] for p in net.populations}
         #: per population, the synapses leaving each neuron (a message costs that many synaptic operations)
-        self.weights = {p: sum(f, np.zeros(net.populations[p].size, np.int64)) for p, f in fans.items()}
-        #: per population, the synapse groups its messages travel on
-        self.groups = {p: len(f) for p, f in fans.items()}
+        self.weights = {p: sum((fanout(net, g) for g in net.groups if g.src == p), np.zeros(pop.size, np.int64))
+                        for p, pop in net.populations.items()}
         self.probe = [p for p in net.outputs if net.populations[p].kind == "lif"]
         self.outputs = list(net.outputs) + [f"{p}.v" for p in self.probe]
         self.spiking = fidelity.spiking_populations(graph, net)
