@@ -14,10 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from snn2chip.passes.context import Capabilities
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SINABS = FIXTURES / "cnn_sinabs.nir"
 NORSE = FIXTURES / "lif_norse.nir"
 BRAILLE = FIXTURES / "braille_noDelay_bias_zero.nir"
+#: Loihi 2 as the passes see it
+CAPS = Capabilities()
 LAVA_INSTALLED = importlib.util.find_spec("lava") is not None  # a namespace package: finding it runs no Lava code
 
 # From torch 2.9 on, torch.onnx.export uses the dynamo exporter unless told dynamo=False; it needs

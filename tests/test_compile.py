@@ -12,14 +12,14 @@ import torch
 import snn2chip
 from snn2chip import ModelError
 from snn2chip.verify import fidelity
-from snn2chip.passes import lower
+from snn2chip.passes import lower, relays
 from snn2chip.cli import main
 from snn2chip.frontend.graph import make_graph
 from snn2chip.backends.lava import run_lava
 from snn2chip.passes.quantize import Options, compile_graph
 from snn2chip.passes.reports import Delayed, RangeClamp, UnalignedJoin
 from snn2chip.backends.simulator import simulate
-from tests.conftest import BRAILLE, SINABS, chain
+from tests.conftest import BRAILLE, CAPS, SINABS, chain
 
 ONE_BELOW = np.nextafter(np.float32(1), np.float32(-np.inf))  # how exporters write v >= 1
 
@@ -422,7 +422,7 @@ def test_global_pool_before_a_large_classifier_gets_a_relay(monkeypatch):
                               ("flat", nir.Flatten(input_type={"input": np.array([3, 1, 1])}, start_dim=0, end_dim=-1)),
                               ("fc", nir.Linear(weight=rng.integers(-30, 61, (5, 3)) * 2 / 128.0)),
                               ("n1", nir.IF(r=np.ones(5), v_threshold=np.ones(5))), shape=(3, 4, 4), out=(5,)))
-    relayed = lower.relay_large_maps(graph)
+    relayed = relays.insert(graph, CAPS)
     assert relayed.successors("pool") == ["pool.relay"]
     net, _ = compile_graph(relayed)
     assert {(g.src, g.kind, g.weights.shape, g.groups) for g in net.groups} == {

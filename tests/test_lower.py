@@ -11,8 +11,9 @@ import torch
 
 from snn2chip.errors import ModelError
 from snn2chip.frontend.graph import make_graph
-from snn2chip.passes import lower, shortcuts
-from tests.conftest import chain
+from snn2chip.passes import lower, relays, shortcuts
+from snn2chip.passes.context import Capabilities
+from tests.conftest import CAPS, chain
 
 
 def neuron(shape) -> nir.IF:
@@ -196,14 +197,95 @@ def test_population_bias_forward_and_across_a_recurrent_edge():
 
 
 def test_conv_chains_too_large_to_compose_get_a_relay(monkeypatch):
-    """conv c1 (1, 3, 3) feeds conv c2: with MAX_DENSE = 10 < 9**2 a relay carries c1's output."""
-    nodes, edges = chain(("c1", conv(np.ones((1, 1, 2, 2)))), ("c2", conv(np.ones((1, 1, 2, 2)))), ("n", neuron((1, 2, 2))),
-                         shape=(1, 4, 4), out=(1, 2, 2))
+    """conv c1 (1, 3, 3) feeds the padded conv c2: with MAX_DENSE = 10 < 9**2 a relay carries c1's output."""
+    nodes, edges = chain(("c1", conv(np.ones((1, 1, 2, 2)))), ("c2", conv(np.ones((1, 1, 3, 3)), padding=1)),
+                         ("n", neuron((1, 3, 3))), shape=(1, 4, 4), out=(1, 3, 3))
     graph = make_graph(nodes, edges)
-    assert lower.relay_large_maps(graph) is graph  # small enough at the default MAX_DENSE
+    assert relays.insert(graph, CAPS) is graph  # small enough at the default MAX_DENSE
     monkeypatch.setattr(lower, "MAX_DENSE", 10)
-    relayed = lower.relay_large_maps(graph)
+    relayed = relays.insert(graph, CAPS)
     assert relayed.successors("c1") == ["c1.relay"] and relayed.predecessors("c2") == ["c1.relay"]
     assert shortcuts.is_relay(relayed.nodes["c1.relay"]) and "c2.relay" not in relayed.nodes  # c2 feeds no conv
     assert lower.populations(relayed) == {"input": "input", "c1.relay": "c1.relay", "n": "n"}
 
+
+def test_an_unpadded_conv_after_a_conv_composes_into_one_exact_kernel(monkeypatch):
+    """conv (stride 2, padded) -> per-channel Scale -> unpadded conv (stride 2) is one convolution
+    (kernel 5x5, stride 4, the first's padding): no relay even where the dense map is too large,
+    and the composed map equals the chain on random inputs. A padded second conv does not compose."""
+    rng = np.random.default_rng(3)
+    nodes, edges = chain(("c1", conv(rng.normal(size=(2, 3, 3, 3)), padding=1, stride=2)),
+                         ("s", nir.Scale(scale=np.array([2.0, -0.5])[:, None, None] * np.ones((2, 5, 5)))),
+                         ("c2", conv(rng.normal(size=(4, 2, 2, 2)), stride=2)), ("n", neuron((4, 2, 2))),
+                         shape=(3, 9, 9), out=(4, 2, 2))
+    graph = make_graph(nodes, edges)
+    monkeypatch.setattr(lower, "MAX_DENSE", 10)
+    assert relays.insert(graph, CAPS) is graph
+    assert lower.composable(graph, ("c1", "s", "c2"))
+    fg = lower.lower_path(graph, lower.populations(graph), "input", "n", ("c1", "s", "c2"))
+    assert (fg.kind, fg.weights.shape, fg.stride, fg.padding) == ("conv", (4, 3, 5, 5), (4, 4), (1, 1))
+    x = torch.from_numpy(rng.normal(size=(1, 3, 9, 9)))
+    np.testing.assert_allclose(lower.apply_map(fg, fg.weights, x.reshape(-1).numpy(), (3, 9, 9)),
+                               lower._push(graph, ("c1", "s", "c2"), x).reshape(-1).numpy(), rtol=1e-12)
+    nodes["c2"] = conv(rng.normal(size=(4, 2, 2, 2)), stride=2, padding=1)
+    nodes["n"], nodes["output"] = neuron((4, 3, 3)), nir.Output(output_type={"output": np.array([4, 3, 3])})
+    padded = make_graph(nodes, edges)
+    assert not lower.composable(padded, ("c1", "s", "c2"))
+    assert relays.insert(padded, CAPS).predecessors("s") == ["c1.relay"]
+
+
+def _ms_block(channels: int, stride: int):
+    """An MS-ResNet block on a (2, 4, 4) input under the relay strategy: input -> sn1 -> conv1 ->
+    sn2 -> conv2 -> stream (a relay join) <- down (1x1 conv, ``channels``, ``stride``) <- input."""
+    rng = np.random.default_rng(0)
+    size = 4 // stride
+    nodes = {"input": nir.Input(input_type={"input": np.array([2, 4, 4])}), "sn1": neuron((2, 4, 4)),
+             "conv1": conv(rng.normal(size=(channels, 2, 3, 3)), padding=1, stride=stride),
+             "sn2": neuron((channels, size, size)), "conv2": conv(rng.normal(size=(channels, channels, 3, 3)), padding=1),
+             "down": conv(rng.normal(size=(channels, 2, 1, 1)), stride=stride),
+             "stream": nir.Scale(scale=np.ones((channels, size, size))), "n": neuron((channels, size, size)),
+             "output": nir.Output(output_type={"output": np.array([channels, size, size])})}
+    edges = [("input", "sn1"), ("sn1", "conv1"), ("conv1", "sn2"), ("sn2", "conv2"), ("conv2", "stream"),
+             ("input", "down"), ("down", "stream"), ("stream", "n"), ("n", "output")]
+    return shortcuts.apply(make_graph(nodes, edges), "relay")
+
+
+def test_a_waiting_conv_gets_a_relay_when_cheaper_than_its_delay_line_and_its_synapses():
+    """The downsample conv reaches the stream relay two hops before conv2. Its output (2, 2, 2), or
+    (2, 4, 4) without striding, is smaller than the delay line of two copies of its source (2, 4,
+    4). On Loihi 2 its 16 (64) explicit synapses take less of a core than those relay neurons, so
+    it waits in synaptic delays, unrelayed; where a synapse costs as much as a neuron, it gets a
+    relay, which the join reads one-to-one. With 4 channels at stride 1 (as large as the line) it
+    never does; nor does conv2, the deepest addend."""
+    graph = _ms_block(2, 2)
+    assert relays.levels(graph)["down"] == 0 and relays.levels(graph)["conv2"] == 2
+    assert relays.levels(graph)["stream"] == 3
+    assert relays.insert(graph, CAPS) is graph
+    dear = Capabilities(core_memory_bits=CAPS.core_neurons * CAPS.synapse_bits)
+    relayed = relays.insert(graph, dear)
+    assert relayed.predecessors("stream") == ["conv2", "down.relay"] and shortcuts.is_relay(relayed.nodes["down.relay"])
+    assert "conv2.relay" not in relayed.nodes
+    assert relays.insert(_ms_block(2, 1), dear).predecessors("stream") == ["conv2", "down.relay"]
+    assert "down.relay" not in relays.insert(_ms_block(4, 1), dear).nodes
+
+
+def test_a_global_pool_before_a_classifier_too_large_for_a_core_gets_a_relay():
+    """pool (8, 4, 4) -> flatten -> fc (10 outputs): composed, the readout kernel has 10 * 128
+    weights. It stays composed while a core holds them, and is relayed once it does not: the
+    average becomes a sum pool into 8 relay neurons (window sums, integers on spikes) and a
+    Scale of 1/16 after the relay, before the 10 x 8 dense map."""
+    rng = np.random.default_rng(5)
+    graph = make_graph(*chain(("pool", nir.AvgPool2d(kernel_size=np.array([4, 4]), stride=np.array([4, 4]),
+                                                     padding=np.zeros(2, int))),
+                              ("flat", nir.Flatten(input_type={"input": np.array([8, 1, 1])}, start_dim=0, end_dim=-1)),
+                              ("fc", nir.Linear(weight=rng.normal(size=(10, 8)))), ("n", neuron(10)),
+                              shape=(8, 4, 4), out=(10,)))
+    assert relays.insert(graph, Capabilities(core_memory_bits=10 * 128 * 8, weight_bits=8)) is graph
+    relayed = relays.insert(graph, Capabilities(core_memory_bits=10 * 128 * 8 - 1, weight_bits=8))
+    assert relayed.successors("pool") == ["pool.relay"] and relayed.predecessors("flat") == ["pool.mean"]
+    assert isinstance(relayed.nodes["pool"], nir.SumPool2d) and relayed.predecessors("pool.mean") == ["pool.relay"]
+    np.testing.assert_array_equal(relayed.nodes["pool.mean"].scale, np.full((8, 1, 1), 1 / 16))
+    assert lower.populations(relayed) == {"input": "input", "pool.relay": "pool.relay", "n": "n"}
+    x = torch.from_numpy(rng.random((2, 8, 4, 4)))
+    np.testing.assert_allclose(lower._push(relayed, ("pool", "pool.relay", "pool.mean", "flat", "fc"), x),
+                               lower._push(graph, ("pool", "flat", "fc"), x), rtol=1e-12)

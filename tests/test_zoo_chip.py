@@ -62,6 +62,23 @@ def test_relays_replace_duplicated_synapses():
 
 
 @pytest.mark.slow
+def test_ms_resnet_relays_carry_the_stream_and_the_downsampling_shortcut_only():
+    """MS-ResNet with relays: one relay per block's stream, which reads the block's last conv
+    directly, and one after the downsampling conv, which reaches its stream two hops early
+    (512 neurons: less of a core than its 8,192 explicit synapses with delays). The stem conv
+    waits at the first stream as a delay line of two copies of the 8x8 input (128 neurons)."""
+    _, graph, net, _ = build("ms_resnet", "relay")
+    by_role = {}
+    for name, pop in net.populations.items():
+        by_role.setdefault(pop.role, set()).add(name)
+    streams = {n for n in graph.nodes if n.endswith(".stream")}
+    assert by_role["relay"] == streams | {"layer2.0.downsample.0.relay"}
+    assert {g.src for g in net.incoming("layer2.0.stream")} == {"layer2.0.downsample.0.relay", "layer2.0.sn2", "bias.always_on"}
+    assert sum(net.populations[n].size for n in by_role["delay"]) == 128
+    assert totals(net).neurons == 10_891
+
+
+@pytest.mark.slow
 def test_graded_sums_wait_in_synaptic_delays():
     """SEW ADD with relays: a block's relayed sum waits two steps for the next block's in synaptic
     delays of a sparse group carrying graded payloads (Lava's DelaySparse), not in a delay line of

@@ -11,7 +11,7 @@ import torch
 from snn2chip.errors import ModelError
 from snn2chip.frontend import reference
 from snn2chip.frontend.graph import Graph
-from snn2chip.passes import lower, shortcuts
+from snn2chip.passes import lower, relays, shortcuts
 
 ROUNDINGS = ("compensated", "nearest")
 #: a relay's graded payload when the target carries none (the partitioner then refuses it)
@@ -103,7 +103,7 @@ def make(graph: Graph, options: Options, caps: Capabilities) -> Context:
     dt, _ = reference.resolve_dt(graph, options.dt)
     if options.rounding not in ROUNDINGS:
         raise ModelError(f"unknown rounding '{options.rounding}' (known: {', '.join(ROUNDINGS)})")
-    graph = shortcuts.apply(lower.relay_large_maps(graph), options.strategy)
+    graph = relays.insert(shortcuts.apply(graph, options.strategy), caps)
     pops = lower.populations(graph)
     calibrated = _calibration_outputs(graph, pops, options, dt)
     means = None if calibrated is None else {pop: out.mean((0, 1)) for pop, out in calibrated.items()}

@@ -7,7 +7,8 @@ of a population is ``sum_paths map(source output) + bias``. :func:`paths` enumer
 destination, every chain of stateless nodes from a source population (a join upstream of a
 conv yields one path per addend: conv(A + S) = conv(A) + conv(S)); :func:`lower_path` turns one
 chain into a float :class:`FloatGroup` (a conv kernel when the chain is a convolution, after
-folding Scales and composing a preceding non-overlapping pool; one-to-one weights when it is only
+folding Scales and composing a preceding non-overlapping pool and later unpadded convolutions
+(:func:`composable`); one-to-one weights when it is only
 Scales/Flattens; otherwise a dense matrix obtained by pushing unit vectors through the chain, or,
 where that matrix or its ``n_src**2`` unit vectors would exceed ``MAX_DENSE`` entries, a
 convolution for a lone pool or a
@@ -27,7 +28,7 @@ import torch
 
 from snn2chip.frontend import neurons, reference, shapes
 from snn2chip.passes import shortcuts
-from snn2chip.frontend.graph import Graph, make_graph
+from snn2chip.frontend.graph import Graph
 
 STATELESS = (nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Flatten)
 MAX_DENSE = 2**25  # entries of a dense float matrix built by push-through (and of its unit vectors)
@@ -122,19 +123,18 @@ def _elementwise_scale(graph: Graph, name: str) -> np.ndarray | None:
 
 
 def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatGroup | None:
-    """The chain as one convolution: [Scale*] [pool] [Scale*] Conv2d [Scale*], or None."""
-    convs = [n for n in chain if isinstance(graph.nodes[n], nir.Conv2d)]
-    if len(convs) != 1:
+    """The chain as one convolution, or None: [Scale*] [pool] [Scale*] Conv2d [Scale*], then any
+    further Conv2d [Scale*] that :func:`composable` allows, composed exactly."""
+    convs = [i for i, n in enumerate(chain) if isinstance(graph.nodes[n], nir.Conv2d)]
+    if not convs or not all(composable(graph, chain[a : b + 1]) for a, b in zip(convs, convs[1:])):
         return None
-    at = chain.index(convs[0])
-    before, after = chain[:at], chain[at + 1 :]
-    conv = graph.nodes[convs[0]]
+    at = convs[0]
+    before = chain[:at]
+    conv = graph.nodes[chain[at]]
     weights = np.asarray(conv.weight, dtype=np.float64).copy()
     groups = int(np.asarray(conv.groups).reshape(-1)[0])
     pool = [n for n in before if isinstance(graph.nodes[n], (nir.SumPool2d, nir.AvgPool2d))]
     if any(not isinstance(graph.nodes[n], (nir.Scale, nir.SumPool2d, nir.AvgPool2d)) for n in before) or len(pool) > 1:
-        return None
-    if any(not isinstance(graph.nodes[n], nir.Scale) for n in after):
         return None
     out_channels, per_group = weights.shape[:2]
     for name in before:
@@ -145,11 +145,6 @@ def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatG
             # input channel j of output channel o is channel (o's group) * per_group + j
             by_group = factor.reshape(groups, per_group)[np.arange(out_channels) // (out_channels // groups)]
             weights *= by_group[:, :, None, None]
-    for name in after:
-        factor = _elementwise_scale(graph, name)
-        if factor is None:
-            return None
-        weights *= factor[:, None, None, None]
     stride = shapes.ints(conv.stride, 2, "stride")
     padding = shapes.conv_padding(conv, 2)
     dilation = shapes.ints(conv.dilation, 2, "dilation")
@@ -158,7 +153,49 @@ def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatG
         if composed is None:
             return None
         weights, stride, padding = composed
+    for at, end in zip(convs, [*convs[1:], len(chain)]):
+        if at != convs[0]:
+            later = graph.nodes[chain[at]]
+            weights = _compose_conv(weights, stride, np.asarray(later.weight, dtype=np.float64))
+            stride = tuple(a * b for a, b in zip(stride, shapes.ints(later.stride, 2, "stride")))
+        after = chain[at + 1 : end]
+        if any(not isinstance(graph.nodes[n], nir.Scale) for n in after):
+            return None
+        for name in after:
+            factor = _elementwise_scale(graph, name)
+            if factor is None:
+                return None
+            weights *= factor[:, None, None, None]
     return FloatGroup(src, dst, "conv", weights, chain, stride, padding, dilation, groups)
+
+
+def composable(graph: Graph, segment: tuple[str, ...]) -> bool:
+    """Whether ``segment`` (Conv2d, Scales, Conv2d) is exactly one convolution: both convolutions
+    ungrouped and undilated, the second unpadded (it then reads only positions the first computes,
+    never the zero padding between them), every Scale per channel."""
+    first, *between, second = (graph.nodes[n] for n in segment)
+
+    def plain(conv: nir.Conv2d) -> bool:
+        return int(np.asarray(conv.groups).reshape(-1)[0]) == 1 and shapes.ints(conv.dilation, 2, "dilation") == (1, 1)
+
+    return (isinstance(first, nir.Conv2d) and isinstance(second, nir.Conv2d) and plain(first) and plain(second)
+            and shapes.conv_padding(second, 2) == (0, 0)
+            and all(isinstance(graph.nodes[n], nir.Scale) and _elementwise_scale(graph, n) is not None
+                    for n in segment[1:-1]))
+
+
+def _compose_conv(first: np.ndarray, stride: tuple[int, int], second: np.ndarray) -> np.ndarray:
+    """The kernel of an unpadded convolution ``second`` (O, C, kH, kW) applied after ``first``
+    (C, I, fH, fW; stride ``stride``), as one kernel on ``first``'s input: (O, I, (kH - 1) * sH +
+    fH, (kW - 1) * sW + fW); its stride is the product of both, its padding ``first``'s."""
+    kh, kw = second.shape[2:]
+    fh, fw = first.shape[2:]
+    composed = np.zeros((second.shape[0], first.shape[1], (kh - 1) * stride[0] + fh, (kw - 1) * stride[1] + fw))
+    for a in range(kh):
+        for b in range(kw):
+            composed[:, :, a * stride[0] : a * stride[0] + fh, b * stride[1] : b * stride[1] + fw] += np.einsum(
+                "oc,cihw->oihw", second[:, :, a, b], first)
+    return composed
 
 
 def _compose_pool(graph: Graph, pool: str, weights: np.ndarray, stride, padding, dilation):
@@ -251,47 +288,6 @@ def _pool_as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> F
     weights = np.full((channels, 1, *k), share) * np.prod([np.ones(channels), *factors], axis=0)[:, None, None, None]
     return FloatGroup(src, dst, "conv", weights, chain, shapes.ints(node.stride, 2, "stride"),
                       shapes.ints(node.padding, 2, "padding"), (1, 1), channels)
-
-
-def relay_large_maps(graph: Graph) -> Graph:
-    """A relay after every Conv2d whose output reaches another Conv2d through stateless nodes
-    only, when that output is too large for the composed map to be lowered as a dense matrix
-    (``size**2 > MAX_DENSE``): a chain of convolutions is not one convolution at the borders
-    (zero padding between them), so a graded relay (:func:`shortcuts.is_relay`) carries each
-    conv's output exactly, and each hop stays a convolution. Likewise after every pool that
-    reaches an Affine/Linear when ``in size * out size > MAX_DENSE`` (a global average pool
-    before the classifier): the pool becomes a depthwise conv into the relay and the classifier
-    a small dense map, instead of one kernel of ``N*C*H*W`` entries with a fan-in of ``C*H*W``
-    per neuron. Smaller chains are left to :func:`lower_path`. The float meaning is unchanged
-    (relays are identity Scales)."""
-
-    memo: dict[tuple, bool] = {}
-
-    def feeds(name: str, kinds: tuple) -> bool:
-        """Whether ``name``'s output reaches a node of ``kinds`` through stateless non-relay nodes."""
-        if (name, kinds) not in memo:
-            nexts = [s for s in graph.successors(name) if (name, s) not in graph.recurrent]
-            memo[name, kinds] = any(isinstance(graph.nodes[s], kinds) or (isinstance(graph.nodes[s], STATELESS) and
-                                    not shortcuts.is_relay(graph.nodes[s]) and feeds(s, kinds)) for s in nexts)
-        return memo[name, kinds]
-
-    def size(shape) -> int:
-        return int(np.prod(shape))
-
-    chained = [n for n, node in graph.nodes.items()
-               if (isinstance(node, nir.Conv2d) and size(graph.out_shapes[n]) ** 2 > MAX_DENSE
-                   and feeds(n, (nir.Conv2d,)))
-               or (isinstance(node, (nir.SumPool2d, nir.AvgPool2d))
-                   and size(graph.in_shapes[n]) * size(graph.out_shapes[n]) > MAX_DENSE
-                   and feeds(n, (nir.Affine, nir.Linear)))]
-    if not chained:
-        return graph
-    nodes, edges = dict(graph.nodes), list(graph.edges)
-    for name in chained:
-        relay = f"{name}.relay"
-        nodes[relay] = nir.Scale(scale=np.ones(graph.out_shapes[name]), metadata={shortcuts.RELAY_KEY: True})
-        edges = [(relay, b) if a == name else (a, b) for a, b in edges] + [(name, relay)]
-    return make_graph(nodes, edges, graph.metadata, graph.source)
 
 
 def lower_path(graph: Graph, pops: dict[str, str], src: str, dst: str, chain: tuple[str, ...]) -> FloatGroup:
