@@ -7,8 +7,8 @@ of a population is ``sum_paths map(source output) + bias``. :func:`paths` enumer
 destination, every chain of stateless nodes from a source population (a join upstream of a
 conv yields one path per addend: conv(A + S) = conv(A) + conv(S)); :func:`lower_path` turns one
 chain into a float :class:`FloatGroup` (a conv kernel when the chain is a convolution, after
-folding Scales and composing a preceding non-overlapping pool and later unpadded convolutions
-(:func:`composable`); one-to-one weights when it is only
+folding Scales and composing a preceding non-overlapping pool and, where the dense map would be
+too large, later unpadded convolutions (:func:`composable`); one-to-one weights when it is only
 Scales/Flattens; otherwise a dense matrix obtained by pushing unit vectors through the chain, or,
 where that matrix or its ``n_src**2`` unit vectors would exceed ``MAX_DENSE`` entries, a
 convolution for a lone pool or a
@@ -122,11 +122,13 @@ def _elementwise_scale(graph: Graph, name: str) -> np.ndarray | None:
     return per_channel[:, 0]
 
 
-def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...]) -> FloatGroup | None:
-    """The chain as one convolution, or None: [Scale*] [pool] [Scale*] Conv2d [Scale*], then any
-    further Conv2d [Scale*] that :func:`composable` allows, composed exactly."""
+def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...], compose: bool) -> FloatGroup | None:
+    """The chain as one convolution, or None: [Scale*] [pool] [Scale*] Conv2d [Scale*], then, if
+    ``compose``, any further Conv2d [Scale*] that :func:`composable` allows, composed exactly."""
     convs = [i for i, n in enumerate(chain) if isinstance(graph.nodes[n], nir.Conv2d)]
-    if not convs or not all(composable(graph, chain[a : b + 1]) for a, b in zip(convs, convs[1:])):
+    if not convs or (len(convs) > 1 and not compose):
+        return None
+    if not all(composable(graph, chain[a : b + 1]) for a, b in zip(convs, convs[1:])):
         return None
     at = convs[0]
     before = chain[:at]
@@ -298,11 +300,14 @@ def lower_path(graph: Graph, pops: dict[str, str], src: str, dst: str, chain: tu
     if all(isinstance(graph.nodes[n], (nir.Scale, nir.Flatten)) for n in chain):
         ones = torch.ones((1, *src_shape), dtype=torch.float64)
         return FloatGroup(src, dst, "diag", _push(graph, chain, ones).reshape(-1).numpy(), chain)
-    conv = _as_conv(graph, src, dst, chain)
+    n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
+    large = n_src * max(n_src, n_dst) > MAX_DENSE  # the push-through's unit vectors or its result
+    # convolutions in a row compose only where no dense map can be built: a dense map can wait in
+    # synaptic delays, a convolution cannot (alignment)
+    conv = _as_conv(graph, src, dst, chain, compose=large)
     if conv is not None:
         return conv
-    n_src, n_dst = int(np.prod(src_shape)), int(np.prod(dst_shape))
-    if n_src * max(n_src, n_dst) > MAX_DENSE:  # the push-through's unit vectors or its result
+    if large:
         conv = _fc_as_conv(graph, pops, src, dst, chain) or _pool_as_conv(graph, src, dst, chain)
         if conv is not None:
             return conv
