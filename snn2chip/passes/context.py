@@ -83,7 +83,7 @@ class Options:
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """A compile's fixed inputs. ``graph``: shortcuts and large-map relays lowered; ``pops``:
+    """A compile's fixed inputs. ``graph``: shortcuts and other relays inserted; ``pops``:
     population -> NIR node, in build order; ``dt``: the time step; ``calibrated``: per population
     the float outputs (samples, steps, neurons) on the calibration inputs, ``means`` their mean
     per neuron (both None without calibration)."""

@@ -165,12 +165,13 @@ def _waiting(graph: Graph, caps: Capabilities) -> list[str]:
         if not joins or not all(shortcuts.is_relay(graph.nodes[j]) for j in joins):
             continue
         wait = min(level[j] - 1 for j in joins) - level[name]
-        through = [(src, j, chain) for j in set(joins) for src, chain, rec in lower.paths(graph, pops, j)
-                   if name in chain and not rec]
-        line = wait * sum(_size(graph.out_shapes[src]) for src in {src for src, *_ in through})
-        synapses = sum(lower.conv_synapse_bound(lower.lower_path(graph, pops, src, j, chain), graph.out_shapes[j])
-                       for src, j, chain in through)
+        maps = [(lower.lower_path(graph, pops, src, j, chain), j) for j in set(joins)
+                for src, chain, rec in lower.paths(graph, pops, j) if name in chain and not rec]
+        if wait <= 0 or any(fg.kind != "conv" for fg, _ in maps):  # a dense map waits in synaptic delays
+            continue
+        line = wait * sum(_size(graph.out_shapes[src]) for src in {fg.src for fg, _ in maps})
+        synapses = sum(lower.conv_synapse_bound(fg, graph.out_shapes[j]) for fg, j in maps)
         relay = _size(graph.out_shapes[name])
-        if wait > 0 and relay < line and not caps.synapses_cheaper(synapses, relay):
+        if relay < line and not caps.synapses_cheaper(synapses, relay):
             chosen.append(name)
     return chosen
