@@ -382,6 +382,27 @@ def test_worst_case_range_that_hides_the_threshold_is_clamped(capsys, tmp_path, 
                         "worst-case input 2540 per step; larger inputs wrap"]
 
 
+def test_weights_near_the_smallest_chip_weight_are_named_in_a_warning(capsys, tmp_path, tmp_nir):
+    """n reads the input through a weight of 300, which sets its scale (64), and spikes of a
+    through weights 5e-5 and 2e-5: at exponent -8 they become 1 and 0 (relative RMS error
+    42.4 %). The compile summary names that group; weights of 0.01 and 0.003 keep 0.1 %, unnamed."""
+    def graph(small):
+        nodes = {"input": nir.Input(input_type={"input": np.array([2])}), "a": nir.IF(r=np.ones(2), v_threshold=np.ones(2)),
+                 "big": nir.Linear(weight=np.array([[300.0, 0.0]])), "small": nir.Linear(weight=np.array([small])),
+                 "n": nir.IF(r=np.ones(1), v_threshold=np.ones(1)), "output": nir.Output(output_type={"output": np.array([1])})}
+        return nodes, [("input", "a"), ("input", "big"), ("big", "n"), ("a", "small"), ("small", "n"), ("n", "output")]
+
+    for small, error, expected in (([5e-5, 2e-5], 0.424, 1), ([0.01, 0.003], 0.001, 0)):
+        _, report = compile_graph(make_graph(*graph(small)))
+        group = report.layer("n").groups[1]
+        assert (group.name, group.weight_exp, round(group.weight_rel_rms_error, 3)) == ("n<-a", -8, error)
+        capsys.readouterr()
+        assert main(["compile", str(tmp_nir(*graph(small))), "-o", str(tmp_path / str(small[0]))]) == 0
+        warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+        assert warnings == ["  warning: n<-a: weight error 42.4% (relative RMS; 1 synapses kept): at n's scale 64 "
+                            "the weights lie near the smallest chip weight (exponent -8)"][:expected]
+
+
 @pytest.mark.parametrize("pool", [pytest.param("global", marks=pytest.mark.lava), "2x2", None])
 def test_pool_flatten_fc_readout_becomes_one_exact_conv(monkeypatch, pool):
     """[pool] Flatten Linear from a (C, H, W) population, too large for a dense matrix (MAX_DENSE

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from snn2chip.frontend import shapes
 from snn2chip.passes import bias
-from snn2chip.passes.reports import LayerReport, Quantization
+from snn2chip.passes.reports import GroupReport, LayerReport, Quantization
 from snn2chip.verify.reports import Fidelity, VerifyReport
 
 if TYPE_CHECKING:  # the compiler imports the report package
@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # the compiler imports the report package
 
 #: warnings printed by a compile summary without ``-v``; the rest are counted
 SHORT_WARNINGS = 3
+#: a synapse group whose weights keep a relative RMS error this large is named in a warning
+LOST_WEIGHTS = 0.25
 
 
 def inspect_table(report: dict) -> str:
@@ -56,9 +58,19 @@ def _layer_line(layer: LayerReport) -> str:
     return f"  {layer.population}: {layer.kind} scale {layer.scale:g} vth {layer.neuron.vth}{thr}; {errors}"
 
 
+def _model_groups(q: Quantization) -> list[tuple[LayerReport, GroupReport]]:
+    """Every synapse group of the model's paths (not the bias inputs), with its layer."""
+    return [(layer, g) for layer in q.layers for g in layer.groups
+            if g.source != bias.BIAS and not g.source.startswith(bias.BIAS + ".")]
+
+
 def _warnings(q: Quantization) -> list[str]:
     lines = [f"  warning: inputs of {join.population} arrive after different hop counts {list(join.path_hops)}"
              for join in q.unaligned_joins]
+    lines += [f"  warning: {g.name}: weight error {100 * g.weight_rel_rms_error:.3g}% (relative RMS; "
+              f"{g.synapses:,} synapses kept): at {layer.population}'s scale {layer.scale:g} the weights lie near "
+              f"the smallest chip weight (exponent {g.weight_exp})" for layer, g in _model_groups(q)
+              if g.weight_rel_rms_error >= LOST_WEIGHTS]
     lines += [f"  warning: {clamp.population}: scale {clamp.scale:g} keeps "
               f"{'its inputs' if q.layer(clamp.population).kind == 'relay' else 'the threshold'} resolved but "
               f"guarantees only {100 * clamp.guaranteed_fraction:.3g}% of the worst-case input "
@@ -105,9 +117,7 @@ def compile_summary(report: CompileReport, output: str, verbose: bool = False) -
     if verbose:
         lines += [_layer_line(layer) for layer in q.layers]
     elif q.layers:
-        synapses = [g for layer in q.layers for g in layer.groups  # not the bias inputs
-                    if g.source != bias.BIAS and not g.source.startswith(bias.BIAS + ".")]
-        worst = max(synapses, key=lambda g: g.weight_rel_rms_error, default=None)
+        worst = max((g for _, g in _model_groups(q)), key=lambda g: g.weight_rel_rms_error, default=None)
         lines.append(f"  {len(q.layers)} layers quantized" + (
             f"; largest weight error {100 * worst.weight_rel_rms_error:.2f}% ({worst.name})" if worst else "")
             + " (per layer: -v or report.md)")
