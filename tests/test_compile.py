@@ -435,7 +435,8 @@ def test_pool_flatten_fc_readout_becomes_one_exact_conv(monkeypatch, pool):
 
 def test_global_pool_before_a_large_classifier_gets_a_relay(monkeypatch):
     """Where even the readout kernel would be too large (MAX_DENSE lowered to 100: in 48 x out 3),
-    relay_large_maps relays the pool: a depthwise conv into a (3, 1, 1) relay, then a dense map."""
+    relays.insert relays the pool: a depthwise conv (the window sums, weights 1) into a (3, 1, 1)
+    relay, then a dense map carrying the mean's 1/16."""
     monkeypatch.setattr(lower, "MAX_DENSE", 100)
     rng = np.random.default_rng(4)
     graph = make_graph(*chain(("pool", nir.AvgPool2d(kernel_size=np.array([4, 4]), stride=np.array([4, 4]),
