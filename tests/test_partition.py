@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from snn2chip import ModelError, compiler
-from snn2chip.chip import fill, partition, targets, tiling
+from snn2chip.chip import fill, partition, refine, targets, tiling
 from snn2chip.chip.ir import ChipNet, Population, SynapseGroup
 from snn2chip.passes.quantize import Options
 from tests.conftest import SINABS
@@ -150,11 +150,14 @@ def _relay_net(read_twice: bool = False) -> ChipNet:
     return ChipNet(pops, groups, ("in",), ("B",))
 
 
-def test_a_divisible_population_fills_the_room_other_tiles_leave():
+def test_a_divisible_population_fills_the_room_other_tiles_leave(monkeypatch):
     """Whole tiles need 4 cores: R (60 bits) fits beside neither A tile (40 bits free) nor B (2
     neurons free). Cut into slabs, R's first 4 neurons (40 bits) join the first A tile and the
-    other 2 the second: 3 cores, each within every limit by the exact demands of its tiles."""
+    other 2 the second: 3 cores, each within every limit by the exact demands of its tiles.
+    (Finer tiles, :mod:`snn2chip.chip.refine`, are switched off: they reach 3 cores too.)"""
     net = _relay_net()
+    assert partition.partition(net, TINY, "board").cores == 3
+    monkeypatch.setattr(refine, "REFINE_TILES", 0)
     tilings, fan = tiling.tile_network(net, TINY)
     assert fill.divisible(net, tilings) == {"R"}
     assert partition._pack(partition._tile_demands(tilings, fan), TINY.capacity)[1] == 4
@@ -168,10 +171,12 @@ def test_a_divisible_population_fills_the_room_other_tiles_leave():
     assert part.bounds() == partition.partition(net, TINY, "board").bounds()
 
 
-def test_only_populations_whose_sources_are_each_read_once_are_divisible():
+def test_only_populations_whose_sources_are_each_read_once_are_divisible(monkeypatch):
     net = _relay_net(read_twice=True)  # A's neuron 0 feeds two neurons of R: cutting R could add a destination
     tilings, _ = tiling.tile_network(net, TINY)
     assert fill.divisible(net, tilings) == set()
+    assert partition.partition(net, TINY, "board").cores == 3  # finer tiles of R (snn2chip.chip.refine)
+    monkeypatch.setattr(refine, "REFINE_TILES", 0)
     assert partition.partition(net, TINY, "board").cores == 4
 
 
@@ -212,3 +217,23 @@ def test_conv_memory_without_shared_kernels_leaves_out_the_taps_on_the_padding()
     net = _net(np.ones((1, 2, 3, 3), dtype=np.int64), np.ones((5, 16), dtype=np.int64))
     part = partition.partition(net, no_sharing, "board")
     assert part.demand["A"]["memory_bits"] == 2 * 100 * no_sharing.synapse_bits
+
+
+def test_finer_tiles_where_they_pack_into_fewer_cores(monkeypatch):
+    """A and C each need 22 neurons x 100 bits on TINY's 1000-bit cores: the fewest tiles are 3
+    of up to 800 bits, no two of which share a core (6 cores). Cut finer (tiles of at most 500
+    bits), they fit beside each other: 5 cores, the volume bound. Above REFINE_TILES tiles nothing
+    is refined."""
+    pops = {"in": Population("in", "input", (10,)), "A": Population("A", "lif", (22,), vth=1),
+            "C": Population("C", "lif", (22,), vth=1)}
+    groups = tuple(SynapseGroup(f"{p}<-in", "dense", "in", p, np.ones((22, 10), dtype=int)) for p in ("A", "C"))
+    net = ChipNet(pops, groups, ("in",), ("A", "C"))
+    tilings, fan = tiling.tile_network(net, TINY)
+    assert [len(t.boxes) for t in tilings.values()] == [3, 3]
+    assert partition._pack(partition._tile_demands(tilings, fan), TINY.capacity)[1] == 6
+    part = partition.partition(net, TINY, "board")
+    assert part.cores == part.bounds()["volume"]["cores"] == 5
+    assert len(part.tiles) > 6  # C's tiles fill the 200-300 bits A's leave
+    _within_limits(part)
+    monkeypatch.setattr(refine, "REFINE_TILES", 5)
+    assert partition.partition(net, TINY, "board").cores == 6

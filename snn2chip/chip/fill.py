@@ -146,6 +146,13 @@ class Cores:
         return pieces
 
 
+def first_fit(demands: list[np.ndarray], cap: dict) -> list[int]:
+    """The core of each demand vector, packed first-fit in the order given: the first core where
+    every resource still fits, else a new core."""
+    cores = Cores(limits(cap))
+    return [cores.put(cores.first(d), d) for d in demands]
+
+
 def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Target) -> Filled | None:
     """Gap-filled packing of ``tilings`` (``fan``: their per-tile fan-out), or None when no
     population is divisible or the exact check fails (module docstring)."""

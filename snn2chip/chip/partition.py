@@ -19,7 +19,8 @@ and fan-in fit a core (candidates ``ceil(n/k)`` per axis; ties: fewer routed axo
 channel blocks), unless one of a few with fewer tiles, whose bounds exceed a core by at most
 ``tiling.BOUND_SLACK``, fits by the exact demands of every tile (sign-split kernel halves and
 padding make the bounds loose). Tiles whose fan-out exceeds the limit make their population re-tile with fewer
-neurons per tile. Tiles are packed onto cores first-fit in network order (a tile goes to the
+neurons per tile. On small networks, populations are then cut finer where that packs into fewer
+cores (:mod:`snn2chip.chip.refine`). Tiles are packed onto cores first-fit in network order (a tile goes to the
 first core where every resource still fits, so small layers share cores). Then the packing is
 done again with gap filling (:mod:`snn2chip.chip.fill`): divisible populations (relays, delay
 lines) go last, cut into slabs that fill the room the other tiles leave; it is kept when it
@@ -48,10 +49,10 @@ import math
 import networkx as nx
 import numpy as np
 
-from snn2chip.chip import fill
+from snn2chip.chip import fill, refine
 from snn2chip.chip.ir import ChipNet, Population
 from snn2chip.chip.targets import Target
-from snn2chip.chip.tiling import RESOURCES, Box, Tiling, limits, tile_network, untiled_demands
+from snn2chip.chip.tiling import RESOURCES, Box, Tiling, fan_out, limits, tile_network, untiled_demands
 from snn2chip.errors import ModelError
 from snn2chip.records import Record
 
@@ -153,7 +154,7 @@ class Partition:
     def bounds(self) -> dict:
         """Volume and one-layer-per-core bounds, per resource and overall (``cores``)."""
         cap = self.target.capacity
-        volume = {r: math.ceil(sum(d[r] for d in self.demand.values()) / cap[r]) for r in RESOURCES}
+        volume = volume_bounds(self.demand, cap)
         layer = {r: sum(math.ceil(d[r] / cap[r]) for d in self.demand.values()) for r in RESOURCES}
         return {"volume": {**volume, "cores": max(volume.values())},
                 "one_layer_per_core": {**layer, "cores": sum(max(math.ceil(d[r] / cap[r]) for r in RESOURCES)
@@ -185,6 +186,11 @@ class Partition:
         )
 
 
+def volume_bounds(demand: dict[str, dict[str, int]], cap: dict) -> dict[str, int]:
+    """Per resource the cores that the untiled ``demand`` of every population needs at least."""
+    return {r: math.ceil(sum(d[r] for d in demand.values()) / cap[r]) for r in RESOURCES}
+
+
 def check_capabilities(net: ChipNet, target: Target) -> None:
     """Features the target lacks (graded payloads, weight bits, delays) raise :class:`ModelError`."""
     for name, pop in net.populations.items():
@@ -214,10 +220,13 @@ def partition(net: ChipNet, target: Target, system: str | None = None, rates: di
     Raises :class:`ModelError` when a feature, a neuron or the whole network does not fit.
     """
     check_capabilities(net, target)
-    tilings, fan_out = tile_network(net, target)
+    tilings, fan = tile_network(net, target)
     demand = untiled_demands(net, tilings)
-    tiles, cores = _pack(_tile_demands(tilings, fan_out), target.capacity)
-    filled = fill.pack(net, tilings, fan_out, target)
+    refined = refine.refine(tilings, target.capacity, max(volume_bounds(demand, target.capacity).values()))
+    if refined is not tilings:
+        tilings, fan = refined, fan_out(refined)
+    tiles, cores = _pack(_tile_demands(tilings, fan), target.capacity)
+    filled = fill.pack(net, tilings, fan, target)
     if filled is not None and filled.cores < cores:
         tilings, cores = filled.tilings, filled.cores
         tiles = [Tile(p, box, tuple(int(x) for x in d), core) for p, t in tilings.items()
@@ -230,17 +239,17 @@ def partition(net: ChipNet, target: Target, system: str | None = None, rates: di
                      "firing rates" if rates else "axons")
 
 
-def _tile_demands(tilings: dict[str, Tiling], fan_out: dict[str, np.ndarray]) -> list[tuple[str, Box, np.ndarray]]:
+def _tile_demands(tilings: dict[str, Tiling], fan: dict[str, np.ndarray]) -> list[tuple[str, Box, np.ndarray]]:
     """Every tile in network order: its population, box and demand per :data:`RESOURCES`."""
-    return [(p, box, d) for p, t in tilings.items() for box, d in zip(t.boxes, t.vectors(fan_out[p]))]
+    return [(p, box, d) for p, t in tilings.items() for box, d in zip(t.boxes, t.vectors(fan[p]))]
 
 
 def _pack(demands: list[tuple[str, Box, np.ndarray]], cap: dict) -> tuple[list[Tile], int]:
     """The tiles packed first-fit onto cores in the order given (a tile goes to the first core
     where every resource still fits, else to a new core), and the number of cores."""
-    cores = fill.Cores(limits(cap))
-    tiles = [Tile(p, box, tuple(int(x) for x in d), cores.put(cores.first(d), d)) for p, box, d in demands]
-    return tiles, len(cores.load)
+    cores = fill.first_fit([d for *_, d in demands], cap)
+    tiles = [Tile(p, box, tuple(int(x) for x in d), core) for (p, box, d), core in zip(demands, cores)]
+    return tiles, len(set(cores))
 
 
 def _layers(tilings: dict[str, Tiling], tiles: list[Tile], demand: dict, cap: dict) -> dict[str, LayerPlacement]:

@@ -1,0 +1,62 @@
+"""Finer tiles where they pack into fewer cores, on small networks.
+
+:mod:`snn2chip.chip.tiling` cuts each population into the fewest tiles that fit a core, so a
+layer needing 2.2 cores of synaptic memory becomes 3 tiles of 0.73 each: no two of them share a
+core, and neither can a tile of another layer that needs more than 0.27. Cut finer (5 tiles of
+0.44), its tiles pair up. :func:`refine` tries, population by population in network order, up to
+:data:`FINER_TRIES` finer tilings (each the best block under one neuron fewer per tile than the
+previous one's largest tile) and keeps the first whose network packs first-fit into fewer cores,
+as long as no source then sends to more tiles than a core has fan-out axons; it repeats until no
+population gains or the volume bound is reached. Every trial re-counts the fan-out and re-packs
+the whole network, so it runs only on networks of at most :data:`REFINE_TILES` tiles (the zoo).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from snn2chip.chip.fill import first_fit
+from snn2chip.chip.tiling import Tiling, box_size, fan_out, tile_population
+
+#: networks with more tiles are left as tiled (each trial re-packs the whole network)
+REFINE_TILES = 64
+#: finer tilings tried per population and round
+FINER_TRIES = 4
+
+
+def refine(tilings: dict[str, Tiling], cap: dict, bound: int) -> dict[str, Tiling]:
+    """``tilings`` with populations cut finer where the network then packs into fewer cores
+    (module docstring); ``bound``: the volume bound, where the search stops."""
+    if sum(len(t.boxes) for t in tilings.values()) > REFINE_TILES:
+        return tilings
+    best = _cores(tilings, cap)
+    gained = True
+    while gained and best > bound:
+        gained = False
+        for p in tilings:
+            for finer in _finer(tilings[p], cap):
+                trial = {**tilings, p: finer}
+                cores = _cores(trial, cap)
+                if cores is not None and cores < best:
+                    tilings, best, gained = trial, cores, True
+                    break
+    return tilings
+
+
+def _cores(tilings: dict[str, Tiling], cap: dict) -> int | None:
+    """Cores of the first-fit packing, or None when a tile sends to more tiles than it may."""
+    fan = fan_out(tilings)
+    if any(f.max(initial=0) > cap["fan_out_axons"] for f in fan.values()):
+        return None
+    return len(set(first_fit([d for p, t in tilings.items() for d in t.vectors(fan[p])], cap)))
+
+
+def _finer(t: Tiling, cap: dict) -> Iterator[Tiling]:
+    """Up to :data:`FINER_TRIES` tilings of ``t``'s population, each with smaller tiles."""
+    limit = max(box_size(b) for b in t.boxes) - 1
+    for _ in range(FINER_TRIES):
+        if limit < 1:
+            return
+        finer = tile_population(t.population, t.shape, t.groups, cap, limit)
+        yield finer
+        limit = max(box_size(b) for b in finer.boxes) - 1
