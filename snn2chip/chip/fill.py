@@ -127,6 +127,11 @@ class Cores:
         self.load[core] += demand
         return core
 
+    def place(self, demands: list[np.ndarray]) -> list[int]:
+        """The core of each demand vector, placed first-fit in the order given: the first core
+        where every resource still fits, else a new core."""
+        return [self.put(self.first(d), d) for d in demands]
+
     def fill(self, box: Box, per_neuron: np.ndarray, window: tuple[int, int]) -> list[tuple[Box, int]]:
         """``box`` placed whole or as slabs on the cores of ``window`` (module docstring)."""
         axis, prefix = _slabs(box, per_neuron)
@@ -146,13 +151,6 @@ class Cores:
         return pieces
 
 
-def first_fit(demands: list[np.ndarray], cap: dict) -> list[int]:
-    """The core of each demand vector, packed first-fit in the order given: the first core where
-    every resource still fits, else a new core."""
-    cores = Cores(limits(cap))
-    return [cores.put(cores.first(d), d) for d in demands]
-
-
 def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Target) -> Filled | None:
     """Gap-filled packing of ``tilings`` (``fan``: their per-tile fan-out), or None when no
     population is divisible or the exact check fails (module docstring)."""
@@ -164,7 +162,7 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], t
     placed: dict[str, list[tuple[Box, int]]] = {}
     for p, t in tilings.items():
         if p not in which:
-            placed[p] = [(box, cores.put(cores.first(d), d)) for box, d in zip(t.boxes, t.vectors(fan[p]))]
+            placed[p] = list(zip(t.boxes, cores.place(t.vectors(fan[p]))))
     neighbours = _neighbours(tilings)
     for p, t in tilings.items():
         if p in which:

@@ -52,7 +52,7 @@ import numpy as np
 from snn2chip.chip import fill, refine
 from snn2chip.chip.ir import ChipNet, Population
 from snn2chip.chip.targets import Target
-from snn2chip.chip.tiling import RESOURCES, Box, Tiling, fan_out, limits, tile_network, untiled_demands
+from snn2chip.chip.tiling import RESOURCES, Box, Tiling, limits, tile_network, untiled_demands
 from snn2chip.errors import ModelError
 from snn2chip.records import Record
 
@@ -222,9 +222,7 @@ def partition(net: ChipNet, target: Target, system: str | None = None, rates: di
     check_capabilities(net, target)
     tilings, fan = tile_network(net, target)
     demand = untiled_demands(net, tilings)
-    refined = refine.refine(tilings, target.capacity, max(volume_bounds(demand, target.capacity).values()))
-    if refined is not tilings:
-        tilings, fan = refined, fan_out(refined)
+    tilings, fan = refine.refine(tilings, fan, target.capacity, max(volume_bounds(demand, target.capacity).values()))
     tiles, cores = _pack(_tile_demands(tilings, fan), target.capacity)
     filled = fill.pack(net, tilings, fan, target)
     if filled is not None and filled.cores < cores:
@@ -247,7 +245,7 @@ def _tile_demands(tilings: dict[str, Tiling], fan: dict[str, np.ndarray]) -> lis
 def _pack(demands: list[tuple[str, Box, np.ndarray]], cap: dict) -> tuple[list[Tile], int]:
     """The tiles packed first-fit onto cores in the order given (a tile goes to the first core
     where every resource still fits, else to a new core), and the number of cores."""
-    cores = fill.first_fit([d for *_, d in demands], cap)
+    cores = fill.Cores(limits(cap)).place([d for *_, d in demands])
     tiles = [Tile(p, box, tuple(int(x) for x in d), core) for (p, box, d), core in zip(demands, cores)]
     return tiles, len(set(cores))
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from snn2chip.chip.fill import first_fit
-from snn2chip.chip.tiling import Tiling, box_size, fan_out, tile_population
+import numpy as np
+
+from snn2chip.chip.fill import Cores
+from snn2chip.chip.tiling import Tiling, box_size, fan_out, limits, tile_population
 
 #: networks with more tiles are left as tiled (each trial re-packs the whole network)
 REFINE_TILES = 64
@@ -24,31 +26,33 @@ REFINE_TILES = 64
 FINER_TRIES = 4
 
 
-def refine(tilings: dict[str, Tiling], cap: dict, bound: int) -> dict[str, Tiling]:
-    """``tilings`` with populations cut finer where the network then packs into fewer cores
-    (module docstring); ``bound``: the volume bound, where the search stops."""
+def refine(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], cap: dict, bound: int
+           ) -> tuple[dict[str, Tiling], dict[str, np.ndarray]]:
+    """``tilings`` (``fan``: their per-tile fan-out) with populations cut finer where the network
+    then packs into fewer cores (module docstring), and their fan-out; ``bound``: the volume
+    bound, where the search stops."""
     if sum(len(t.boxes) for t in tilings.values()) > REFINE_TILES:
-        return tilings
-    best = _cores(tilings, cap)
+        return tilings, fan
+    best = _cores(tilings, fan, cap)
     gained = True
     while gained and best > bound:
         gained = False
         for p in tilings:
             for finer in _finer(tilings[p], cap):
                 trial = {**tilings, p: finer}
-                cores = _cores(trial, cap)
+                trial_fan = fan_out(trial)
+                cores = _cores(trial, trial_fan, cap)
                 if cores is not None and cores < best:
-                    tilings, best, gained = trial, cores, True
+                    tilings, fan, best, gained = trial, trial_fan, cores, True
                     break
-    return tilings
+    return tilings, fan
 
 
-def _cores(tilings: dict[str, Tiling], cap: dict) -> int | None:
+def _cores(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], cap: dict) -> int | None:
     """Cores of the first-fit packing, or None when a tile sends to more tiles than it may."""
-    fan = fan_out(tilings)
     if any(f.max(initial=0) > cap["fan_out_axons"] for f in fan.values()):
         return None
-    return len(set(first_fit([d for p, t in tilings.items() for d in t.vectors(fan[p])], cap)))
+    return len(set(Cores(limits(cap)).place([d for p, t in tilings.items() for d in t.vectors(fan[p])])))
 
 
 def _finer(t: Tiling, cap: dict) -> Iterator[Tiling]:

@@ -90,10 +90,18 @@ def _union(a: Reach, b: Reach, shape) -> Reach:
     return Reach(flat=merged[keep])
 
 
+def _read(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Along a convolution axis of input size ``n``: the input position each of outputs
+    ``lo..hi-1`` reads at each kernel position ``(hi - lo, k)``, and whether it lies inside
+    ``0..n-1`` (not on the padding)."""
+    pos = np.arange(lo, hi)[:, None] * stride - pad + np.arange(k)[None] * dil
+    return pos, (pos >= 0) & (pos < n)
+
+
 def _taps(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> np.ndarray:
     """Input positions read by outputs ``lo..hi-1`` of a convolution axis of input size ``n``."""
-    pos = (np.arange(lo, hi)[:, None] * stride - pad + np.arange(k)[None] * dil).ravel()
-    return np.unique(pos[(pos >= 0) & (pos < n)])
+    pos, inside = _read(lo, hi, stride, pad, dil, k, n)
+    return np.unique(pos[inside])
 
 
 def limits(cap: dict) -> np.ndarray:
@@ -104,8 +112,7 @@ def limits(cap: dict) -> np.ndarray:
 def _inside(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> np.ndarray:
     """Per kernel position along a convolution axis: how many of outputs ``lo..hi-1`` read an
     input inside ``0..n-1`` (not the padding)."""
-    pos = np.arange(lo, hi)[:, None] * stride - pad + np.arange(k)[None] * dil
-    return ((pos >= 0) & (pos < n)).sum(0)
+    return _read(lo, hi, stride, pad, dil, k, n)[1].sum(0)
 
 
 class GroupDemands:

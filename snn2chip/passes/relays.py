@@ -145,14 +145,14 @@ def _waiting(graph: Graph, caps: Capabilities) -> list[str]:
     level = levels(graph)
     pops = lower.populations(graph)
 
-    def reach(name: str, found: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    def through_scales(name: str, found: tuple[str, ...] = ()) -> tuple[str, ...] | None:
         """The populations ``name`` feeds through Scales, or None if it feeds anything else."""
         for s in succ[name]:
             node = graph.nodes[s]
             if lower.is_population(node):
                 found = (*found, s)
             elif isinstance(node, nir.Scale):
-                found = reach(s, found)
+                found = through_scales(s, found)
                 if found is None:
                     return None
             else:
@@ -161,7 +161,7 @@ def _waiting(graph: Graph, caps: Capabilities) -> list[str]:
 
     chosen = []
     for name, node in graph.nodes.items():
-        joins = reach(name) if isinstance(node, nir.Conv2d) else None
+        joins = through_scales(name) if isinstance(node, nir.Conv2d) else None
         if not joins or not all(shortcuts.is_relay(graph.nodes[j]) for j in joins):
             continue
         wait = min(level[j] - 1 for j in joins) - level[name]
