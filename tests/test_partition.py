@@ -210,6 +210,38 @@ def test_a_block_whose_bounds_are_loose_is_taken_when_its_exact_demands_fit():
     _within_limits(part)
 
 
+def _conv_chain() -> ChipNet:
+    """input (2, 4, 4) -> 3x3 conv, padding 1 -> A (2, 4, 4) -> 3x3 conv, padding 1 -> C (2, 4, 4)."""
+    pops = {"in": Population("in", "input", (2, 4, 4)), "A": Population("A", "lif", (2, 4, 4), vth=1),
+            "C": Population("C", "lif", (2, 4, 4), vth=1)}
+    groups = tuple(SynapseGroup(f"{dst}<-{src}", "conv", src, dst, np.ones((2, 2, 3, 3), np.int64), padding=(1, 1))
+                   for src, dst in (("in", "A"), ("A", "C")))
+    return ChipNet(pops, groups, ("in",), ("C",))
+
+
+def test_without_shared_kernels_conv_tiles_are_cut_to_fill_cores(monkeypatch):
+    """Each connection stored (Loihi 1): A's and C's 2 x 2 x 2 tiles need 1,000 of 1,400 bits,
+    so whole tiles take a core each (8). Cut into runs of rows by their exact demands, they fill
+    the cores: 6, the volume bound. With 30 fan-out axons per core, each cut of C makes A's
+    neurons on its edge send to one more tile; the filling charges that to A's cores, and
+    reaches 7 within every limit (without the charge, the exact check fails: 8)."""
+    monkeypatch.setattr(refine, "REFINE_TILES", 0)
+    roomy = dataclasses.replace(TINY, shared_conv_kernels=False, neurons=32, fan_in_axons=64, synaptic_memory_bits=1400)
+    net = _conv_chain()
+    tilings, fan = tiling.tile_network(net, roomy)
+    assert fill.cuttable(tilings, roomy, set()) == {"A", "C"} and fill.cuttable(tilings, TINY, set()) == set()
+    assert partition._pack(partition._tile_demands(tilings, fan), roomy.capacity)[1] == 8
+    part = partition.partition(net, roomy, "board")
+    assert part.cores == part.bounds()["volume"]["cores"] == 6
+    _within_limits(part)
+    narrow = dataclasses.replace(roomy, fan_out_axons=30)
+    part = partition.partition(net, narrow, "board")
+    assert part.cores == 7 and part.core_usage()[:, 3].max() == 28
+    _within_limits(part)
+    monkeypatch.setattr(fill.Filler, "_extra", lambda self, parts, whole: np.zeros(len(self.cores.load), dtype=np.int64))
+    assert partition.partition(net, narrow, "board").cores == 8
+
+
 def test_conv_memory_without_shared_kernels_leaves_out_the_taps_on_the_padding():
     """3x3 kernel, padding 1, on 4x4: per axis the kernel positions read 3, 4, 3 inputs, so one
     channel pair stores (3 + 4 + 3)**2 = 100 synapses, not 9 x 16 = 144."""

@@ -1,5 +1,5 @@
-"""Gap filling: divisible populations are packed last, cut into slabs that fill the room the
-other tiles leave on their cores.
+"""Gap filling: divisible and cuttable populations are packed last, cut into slabs that fill the
+room the other tiles leave on their cores.
 
 Tiles are sized to fill a core in their binding resource (:mod:`snn2chip.chip.tiling`), so a
 core holding a tile bound by synaptic memory or axons keeps most of its neurons free, and no
@@ -8,16 +8,23 @@ are all dense or sparse and every source neuron is read by at most one of its ne
 delay lines, one-to-one threshold joins). Then each of its neurons has a demand of its own (one
 neuron, its synapses' memory, its sources, the tiles it sends to) that adds up over any box, and
 cutting it changes no other tile's demand: each source neuron still reaches one of its tiles, and
-each consumer reads each of its neurons from one tile (a divisible consumer too).
+each consumer reads each of its neurons from one tile (a divisible consumer too). On a target
+that stores every connection (Loihi 1) a population whose groups are all dense or conv is
+**cuttable**: memory, which binds there, adds up over slabs too, but a run of slabs reads its
+receptive field's overlap with the next run again, so its fan-in is computed per run, and each
+cut makes the source neurons in that overlap send to one more tile.
 
 :func:`pack` packs every tile of the other populations first-fit in network order, then the
-divisible populations' tiles in network order: a tile goes whole to the first core it fits; else
-its leading slabs (rows, else columns, else channels of its box) go to the first core the first
-slab fits, as many as fit, and the rest goes on; the cores it may use are those between the first
-and last core of the non-divisible populations it reads from or sends to. Cores are then numbered
-by the first population on them in network order, so that a core opened for a relay sits beside
-its neighbours when chips are filled in order. The result is checked with the exact demands of
-the new tiles; if a core were over a limit (never expected), the caller keeps the plain packing.
+divisible and cuttable populations' tiles in network order: a tile goes whole to the first core
+it fits; else its leading slabs (rows, else columns, else channels of its box) go to the first
+core the first slab fits, as many as fit, and the rest goes on. A cut is only made where the
+sources' cores (placed earlier in network order) can take the fan-out it adds, and is charged to
+them. A divisible population may use the cores between the first and last core of the
+non-divisible populations it reads from or sends to. Cores are then numbered by the first
+population on them in network order, so that a core opened for a relay sits beside its
+neighbours when chips are filled in order. The result is checked with the exact demands of the
+new tiles; if a core were over a limit (a source later in network order), the caller keeps the
+plain packing.
 """
 
 from __future__ import annotations
@@ -28,12 +35,12 @@ import numpy as np
 
 from snn2chip.chip.ir import ChipNet, SynapseGroup
 from snn2chip.chip.targets import Target
-from snn2chip.chip.tiling import Box, Tiling, fan_out, limits
+from snn2chip.chip.tiling import RESOURCES, Box, Reach, Tiling, box_demands, box_size, fan_out, limits
 
 
 @dataclasses.dataclass(frozen=True)
 class Filled:
-    """The packing found: the tilings with the divisible populations re-cut, their per-tile
+    """The packing found: the tilings with the divisible and cuttable populations re-cut, their per-tile
     fan-out, per population the core of each of its boxes (in box order); ``cores`` in all."""
 
     tilings: dict[str, Tiling]
@@ -66,11 +73,34 @@ def divisible(net: ChipNet, tilings: dict[str, Tiling]) -> set[str]:
     return result
 
 
-def neuron_demands(net: ChipNet, tilings: dict[str, Tiling], which: set[str], synapse_bits: int
-                   ) -> dict[str, np.ndarray]:
+def cuttable(tilings: dict[str, Tiling], target: Target, which: set[str]) -> set[str]:
+    """The placed populations outside ``which`` (the divisible ones) that are cut into slabs by
+    exact demands: every incoming group dense or conv, on a target that stores every connection
+    (memory, the resource that binds there, then adds up over slabs; fan-in, with the receptive
+    fields' overlaps, is computed per run of slabs). Populations with sparse groups stay whole:
+    cut too, they left less room for the others (more cores on the zoo)."""
+    if target.shared_conv_kernels:
+        return set()
+    return {p for p, t in tilings.items() if p not in which and int(np.prod(t.shape)) > 1 and t.groups
+            and all(grp.g.kind in ("dense", "conv") for grp in t.groups)}
+
+
+def fan_out_per_neuron(tilings: dict[str, Tiling], which: set[str]) -> dict[str, np.ndarray]:
+    """Per population of ``which``, per neuron ``(C, H, W)``: the tiles of ``tilings`` that read it."""
+    result = {p: np.zeros(int(np.prod(tilings[p].shape)), dtype=np.int32) for p in which}
+    for t in tilings.values():
+        for _, reach in t.demands:
+            for src, r in reach.items():
+                if src in result:  # reach indices are distinct: one tile reads a neuron once
+                    result[src][r.indices(tilings[src].shape)] += 1
+    return {p: f.reshape(tilings[p].shape) for p, f in result.items()}
+
+
+def neuron_demands(net: ChipNet, tilings: dict[str, Tiling], which: set[str], synapse_bits: int,
+                   fan: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per divisible population, per neuron its demand ``(C, H, W, resource)``: one neuron, its
-    synapses x ``synapse_bits``, its source neurons (each read by it alone) and the tiles of the
-    current ``tilings`` that read it."""
+    synapses x ``synapse_bits``, its source neurons (each read by it alone) and ``fan``, the
+    tiles that read it."""
     result = {}
     for p in which:
         size = net.populations[p].size
@@ -80,23 +110,16 @@ def neuron_demands(net: ChipNet, tilings: dict[str, Tiling], which: set[str], sy
             counts = np.bincount(_synapses(grp.g)[0], minlength=size)
             d[:, 1] += counts * synapse_bits
             d[:, 2] += counts
-        result[p] = d
-    for t in tilings.values():
-        for _, reach in t.demands:
-            for src, r in reach.items():
-                if src in result:  # reach indices are distinct: one tile reads a neuron once
-                    result[src][r.indices(tilings[src].shape), 3] += 1
-    return {p: d.reshape(*tilings[p].shape, 4) for p, d in result.items()}
+        d[:, 3] = fan[p].ravel()
+        result[p] = d.reshape(*tilings[p].shape, 4)
+    return result
 
 
-def _slabs(box: Box, per_neuron: np.ndarray) -> tuple[int, np.ndarray]:
-    """The axis a box is cut along (rows, else columns, else channels; 0..2 of ``(C, H, W)``) and
-    the prefix sums of its slabs' demands, ``(slabs + 1, resources)``."""
+def _prefix(box: Box, axis: int, per_neuron: np.ndarray) -> np.ndarray:
+    """Prefix sums of ``per_neuron`` (``(C, H, W[, k])``) over the slabs of ``box`` along ``axis``."""
     c0, c1, h0, h1, w0, w1 = box
-    axis = 1 if h1 - h0 > 1 else 2 if w1 - w0 > 1 else 0
-    part = per_neuron[c0:c1, h0:h1, w0:w1]
-    sums = part.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64)
-    return axis, np.vstack([np.zeros((1, sums.shape[1]), dtype=np.int64), np.cumsum(sums, axis=0)])
+    sums = per_neuron[c0:c1, h0:h1, w0:w1].sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64)
+    return np.concatenate([np.zeros((1, *sums.shape[1:]), dtype=np.int64), np.cumsum(sums, axis=0)])
 
 
 def _cut(box: Box, axis: int, start: int, stop: int) -> Box:
@@ -107,6 +130,42 @@ def _cut(box: Box, axis: int, start: int, stop: int) -> Box:
     return tuple(b)
 
 
+@dataclasses.dataclass(frozen=True)
+class Slabs:
+    """A box cut into unit slabs along ``axis``, with the demand of any run of them: a divisible
+    population's summed per-neuron demands (``prefix``), or a cuttable population's (``tiling``)
+    exact neurons, memory and fan-in with its summed per-neuron fan-out (``prefix``)."""
+
+    box: Box
+    axis: int
+    prefix: np.ndarray
+    tiling: Tiling | None = None
+
+    @classmethod
+    def of(cls, box: Box, per_neuron: np.ndarray, tiling: Tiling | None = None) -> "Slabs":
+        """``box`` cut along its rows, else columns, else channels; ``per_neuron``: ``(C, H, W,
+        resource)`` demands (divisible), or ``(C, H, W)`` fan-out (cuttable, with its ``tiling``)."""
+        axis = 1 if box[3] - box[2] > 1 else 2 if box[5] - box[4] > 1 else 0
+        return cls(box, axis, _prefix(box, axis, per_neuron), tiling)
+
+    @property
+    def count(self) -> int:
+        return len(self.prefix) - 1
+
+    def run(self, start: int, stop: int) -> tuple[np.ndarray, dict[str, Reach] | None]:
+        """The demand vector of slabs ``start..stop-1`` (monotone in ``stop``) and, for a
+        cuttable population, their reach per source."""
+        if self.tiling is None:
+            return self.prefix[stop] - self.prefix[start], None
+        box = _cut(self.box, self.axis, start, stop)
+        ((memory, reach),) = box_demands(self.tiling.groups, [box], None)  # dense and conv: no labels
+        return np.array([box_size(box), memory, sum(r.size for r in reach.values()),
+                         self.prefix[stop] - self.prefix[start]], dtype=np.int64), reach
+
+
+FAN_OUT = RESOURCES.index("fan_out_axons")
+
+
 class Cores:
     """Cores being packed first-fit: the summed demand per core against the limits."""
 
@@ -114,10 +173,18 @@ class Cores:
         self.limits = limits
         self.load = np.zeros((0, len(limits)), dtype=np.int64)
 
-    def first(self, demand: np.ndarray, window: tuple[int, int] = (0, None)) -> int | None:
-        """The first core (among ``window``, a range of cores) where ``demand`` fits, else None."""
+    def first(self, demand: np.ndarray, window: tuple[int, int] = (0, None), extra: np.ndarray | None = None
+              ) -> int | None:
+        """The first core (among ``window``, a range of cores) where ``demand`` fits, else None;
+        ``extra``: fan-out axons added to every core at the same time, which must fit too."""
         lo, hi = window
-        free = np.flatnonzero(np.all(self.load[lo:hi] + demand <= self.limits, axis=1))
+        load = self.load
+        if extra is not None:
+            load = load.copy()
+            load[:, FAN_OUT] += extra
+            if np.any(load[:, FAN_OUT] > self.limits[FAN_OUT]):
+                return None
+        free = np.flatnonzero(np.all(load[lo:hi] + demand <= self.limits, axis=1))
         return int(free[0]) + lo if free.size else None
 
     def put(self, core: int | None, demand: np.ndarray) -> int:
@@ -132,56 +199,129 @@ class Cores:
         where every resource still fits, else a new core."""
         return [self.put(self.first(d), d) for d in demands]
 
-    def fill(self, box: Box, per_neuron: np.ndarray, window: tuple[int, int]) -> list[tuple[Box, int]]:
-        """``box`` placed whole or as slabs on the cores of ``window`` (module docstring)."""
-        axis, prefix = _slabs(box, per_neuron)
-        pieces, start, n = [], 0, len(prefix) - 1
+
+class Filler:
+    """Runs of slabs placed on ``cores`` beside the pieces already ``placed`` (per population,
+    complete), charging the cores of a cut population's placed sources for the pieces they
+    then send to besides the one they did (the exact fan-out, while sources precede consumers)."""
+
+    def __init__(self, cores: Cores, placed: dict[str, list[tuple[Box, int]]], shapes: dict[str, tuple]):
+        self.cores, self.placed, self.shapes = cores, placed, shapes
+        self._layouts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _layout(self, src: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A placed population's pieces as ``(P, 6)`` boxes, its piece index per neuron, each
+        piece's core."""
+        if src not in self._layouts:
+            boxes = np.array([box for box, _ in self.placed[src]], dtype=np.int64)
+            labels = np.empty(self.shapes[src], dtype=np.int32)
+            for i, (c0, c1, h0, h1, w0, w1) in enumerate(boxes):
+                labels[c0:c1, h0:h1, w0:w1] = i
+            self._layouts[src] = boxes, labels.ravel(), np.array([core for _, core in self.placed[src]])
+        return self._layouts[src]
+
+    def _extra(self, parts: list[dict[str, Reach]], whole: dict[str, Reach]) -> np.ndarray:
+        """Per core, the fan-out axons its sources' pieces add when the reach ``whole`` (per
+        source) is read by ``parts`` instead."""
+        extra = np.zeros(len(self.cores.load), dtype=np.int64)
+        for src, r in whole.items():
+            if src in self.placed:
+                boxes, labels, cores = self._layout(src)
+                delta = sum(part[src].count_in(boxes, lambda: labels) for part in parts if src in part)
+                np.add.at(extra, cores, delta - r.count_in(boxes, lambda: labels))
+        return extra
+
+    def fill(self, slabs: Slabs, window: tuple[int, int]) -> list[tuple[Box, int]]:
+        """``slabs.box`` placed whole or as runs of slabs on the cores of ``window`` (module docstring)."""
+        pieces, start, n = [], 0, slabs.count
         while start < n:
-            rest = prefix[n] - prefix[start]
-            core = self.first(rest, window)
-            stop = n
+            rest, reach = slabs.run(start, n)
+            core, stop, extra = self.cores.first(rest, window), n, None
             if core is None:
-                core = self.first(prefix[start + 1] - prefix[start], window)
-                if core is not None:
-                    room = self.limits - self.load[core]
-                    stop = start + min(int(np.searchsorted(prefix[start:, r] - prefix[start, r], room[r], side="right")) - 1
-                                       for r in range(len(room)))
-            pieces.append((_cut(box, axis, start, stop), self.put(core, prefix[stop] - prefix[start])))
+                core, stop, extra = self._split(slabs, start, reach, window)
+            if extra is not None:
+                self.cores.load[:, FAN_OUT] += extra
+            pieces.append((_cut(slabs.box, slabs.axis, start, stop), self.cores.put(core, slabs.run(start, stop)[0])))
             start = stop
         return pieces
+
+    def _split(self, slabs: Slabs, start: int, reach: dict[str, Reach] | None, window: tuple[int, int]
+               ) -> tuple[int | None, int, np.ndarray | None]:
+        """The first core of ``window`` where slab ``start`` fits, with the fan-out the cut adds
+        (``reach``: the rest's, None for a divisible population), the end of the longest run from
+        ``start`` that fits there and its added fan-out; ``(None, count, None)`` if none does."""
+        n = slabs.count
+
+        def trial(stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+            demand, part = slabs.run(start, stop)
+            return demand, None if reach is None else self._extra([part, slabs.run(stop, n)[1]], reach)
+
+        demand, extra = trial(start + 1)
+        core = self.cores.first(demand, window, extra)
+        if core is None:
+            return None, n, None
+        lo, hi = start + 1, n  # fits at lo, not at n
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            demand, more = trial(mid)
+            if self.cores.first(demand, (core, core + 1), more) is None:
+                hi = mid
+            else:
+                lo, extra = mid, more
+        return core, lo, extra
 
 
 def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Target) -> Filled | None:
     """Gap-filled packing of ``tilings`` (``fan``: their per-tile fan-out), or None when no
-    population is divisible or the exact check fails (module docstring)."""
+    population is divisible or cuttable, or the exact check fails (module docstring)."""
     which = divisible(net, tilings)
-    if not which:
+    cut = cuttable(tilings, target, which)
+    if not which | cut:
         return None
-    per_neuron = neuron_demands(net, tilings, which, target.synapse_bits)
+    fan_of = fan_out_per_neuron(tilings, which | cut)
+    slabs = {p: [Slabs.of(box, fan_of[p], tilings[p]) for box in tilings[p].boxes] for p in cut}
+    for p, per_neuron in neuron_demands(net, tilings, which, target.synapse_bits, fan_of).items():
+        slabs[p] = [Slabs.of(box, per_neuron) for box in tilings[p].boxes]
+    del fan_of
     cores = Cores(limits(target.capacity))
+    placed = _place(tilings, fan, which, slabs, cores)
+    return _checked(tilings, placed, cores)
+
+
+def _place(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], which: set[str],
+           slabs: dict[str, list[Slabs]], cores: Cores) -> dict[str, list[tuple[Box, int]]]:
+    """Per population its pieces and their cores: the tiles of populations without ``slabs``
+    whole, first-fit in network order, then the others' slabs in network order, a divisible
+    population's (``which``) within the cores of its placed neighbours."""
     placed: dict[str, list[tuple[Box, int]]] = {}
     for p, t in tilings.items():
-        if p not in which:
+        if p not in slabs:
             placed[p] = list(zip(t.boxes, cores.place(t.vectors(fan[p]))))
     neighbours = _neighbours(tilings)
-    for p, t in tilings.items():
-        if p in which:
+    filler = Filler(cores, placed, {p: t.shape for p, t in tilings.items()})
+    for p in tilings:
+        if p in slabs:
             near = [core for q in neighbours[p] - which if q in placed for _, core in placed[q]]
-            window = (min(near), max(near) + 1) if near else (0, None)
-            placed[p] = [piece for box in t.boxes for piece in cores.fill(box, per_neuron[p], window)]
-    del per_neuron
-    recut = {p: dataclasses.replace(t, boxes=tuple(box for box, _ in placed[p])) if p in which else t
-             for p, t in tilings.items()}
-    number = _in_network_order(placed, list(tilings), len(cores.load))
+            window = (min(near), max(near) + 1) if near and p in which else (0, None)
+            placed[p] = [piece for s in slabs[p] for piece in filler.fill(s, window)]
+    return placed
+
+
+def _checked(tilings: dict[str, Tiling], placed: dict[str, list[tuple[Box, int]]], packed: Cores) -> Filled | None:
+    """The packing ``placed`` onto ``packed``, with the pieces as tiles, if every core is within
+    its limits by the pieces' exact demands (sources then send to every piece)."""
+    cores, full = len(packed.load), packed.limits
+    recut = {p: dataclasses.replace(t, boxes=tuple(box for box, _ in placed[p])) for p, t in tilings.items()}
+    number = _in_network_order(placed, list(tilings), cores)
     core_of = {p: [int(number[core]) for _, core in placed[p]] for p in tilings}
-    exact = np.zeros_like(cores.load)
+    exact = np.zeros((cores, len(full)), dtype=np.int64)
     exact_fan = fan_out(recut)
     for p, t in recut.items():
         for core, d in zip(core_of[p], t.vectors(exact_fan[p])):
             exact[core] += d
-    if np.any(exact > cores.limits):
+    if np.any(exact > full):
         return None
-    return Filled(recut, exact_fan, core_of, len(cores.load))
+    return Filled(recut, exact_fan, core_of, cores)
 
 
 def _neighbours(tilings: dict[str, Tiling]) -> dict[str, set[str]]:
