@@ -171,7 +171,13 @@ class Cores:
 
     def __init__(self, limits: np.ndarray):
         self.limits = limits
-        self.load = np.zeros((0, len(limits)), dtype=np.int64)
+        self._load = np.zeros((16, len(limits)), dtype=np.int64)  # grown by doubling
+        self.used = 0
+
+    @property
+    def load(self) -> np.ndarray:
+        """The summed demand per opened core, ``(cores, resources)`` (a view: writable)."""
+        return self._load[:self.used]
 
     def first(self, demand: np.ndarray, window: tuple[int, int] = (0, None), extra: np.ndarray | None = None
               ) -> int | None:
@@ -189,9 +195,10 @@ class Cores:
 
     def put(self, core: int | None, demand: np.ndarray) -> int:
         if core is None:
-            core = len(self.load)
-            self.load = np.vstack([self.load, np.zeros(len(self.limits), dtype=np.int64)])
-        self.load[core] += demand
+            if self.used == len(self._load):
+                self._load = np.concatenate([self._load, np.zeros_like(self._load)])
+            core, self.used = self.used, self.used + 1
+        self._load[core] += demand
         return core
 
     def place(self, demands: list[np.ndarray]) -> list[int]:

@@ -293,11 +293,16 @@ class Tiling:
         """Neurons of ``reach`` (a reach into this population) inside each of its tiles."""
         return reach.count_in(self.array, self.labels)
 
-    def vectors(self, fan: np.ndarray) -> list[np.ndarray]:
-        """Per box: neurons, memory bits, fan-in and fan-out axons (``fan``: per box), the order
-        of :data:`RESOURCES`."""
-        return [np.array([box_size(box), memory, sum(r.size for r in reach.values()), f], dtype=np.int64)
-                for box, (memory, reach), f in zip(self.boxes, self.demands, fan)]
+    @functools.cached_property
+    def _fixed(self) -> np.ndarray:
+        """Per box: neurons, memory bits and fan-in axons, ``(T, 3)``."""
+        return np.array([[box_size(box), memory, sum(r.size for r in reach.values())]
+                         for box, (memory, reach) in zip(self.boxes, self.demands)], dtype=np.int64).reshape(-1, 3)
+
+    def vectors(self, fan: np.ndarray) -> np.ndarray:
+        """Per box (rows): neurons, memory bits, fan-in and fan-out axons (``fan``: per box),
+        the order of :data:`RESOURCES`."""
+        return np.column_stack([self._fixed, np.asarray(fan, dtype=np.int64)])
 
     def untiled(self) -> tuple[int, dict[str, Reach]]:
         """Memory bits and reach per source of the whole population as one box."""
