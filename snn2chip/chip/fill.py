@@ -85,7 +85,7 @@ def cuttable(tilings: dict[str, Tiling], target: Target, which: set[str]) -> set
             and all(grp.g.kind in ("dense", "conv") for grp in t.groups)}
 
 
-def fan_out_per_neuron(tilings: dict[str, Tiling], which: set[str]) -> dict[str, np.ndarray]:
+def _fan_out_per_neuron(tilings: dict[str, Tiling], which: set[str]) -> dict[str, np.ndarray]:
     """Per population of ``which``, per neuron ``(C, H, W)``: the tiles of ``tilings`` that read it."""
     result = {p: np.zeros(int(np.prod(tilings[p].shape)), dtype=np.int32) for p in which}
     for t in tilings.values():
@@ -209,23 +209,20 @@ class Cores:
 
 class Filler:
     """Runs of slabs placed on ``cores`` beside the pieces already ``placed`` (per population,
-    complete), charging the cores of a cut population's placed sources for the pieces they
-    then send to besides the one they did (the exact fan-out, while sources precede consumers)."""
+    complete; ``tilings``: the populations as tiled), charging the cores of a cut population's
+    placed sources for the pieces they then send to besides the one they did (the exact
+    fan-out, while sources precede consumers)."""
 
-    def __init__(self, cores: Cores, placed: dict[str, list[tuple[Box, int]]], shapes: dict[str, tuple]):
-        self.cores, self.placed, self.shapes = cores, placed, shapes
-        self._layouts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    def __init__(self, cores: Cores, placed: dict[str, list[tuple[Box, int]]], tilings: dict[str, Tiling]):
+        self.cores, self.placed, self.tilings = cores, placed, tilings
+        self._pieces: dict[str, tuple[Tiling, np.ndarray]] = {}
 
-    def _layout(self, src: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A placed population's pieces as ``(P, 6)`` boxes, its piece index per neuron, each
-        piece's core."""
-        if src not in self._layouts:
-            boxes = np.array([box for box, _ in self.placed[src]], dtype=np.int64)
-            labels = np.empty(self.shapes[src], dtype=np.int32)
-            for i, (c0, c1, h0, h1, w0, w1) in enumerate(boxes):
-                labels[c0:c1, h0:h1, w0:w1] = i
-            self._layouts[src] = boxes, labels.ravel(), np.array([core for _, core in self.placed[src]])
-        return self._layouts[src]
+    def _source(self, src: str) -> tuple[Tiling, np.ndarray]:
+        """A placed population with its pieces as tiles, and each piece's core."""
+        if src not in self._pieces:
+            pieces = dataclasses.replace(self.tilings[src], boxes=tuple(box for box, _ in self.placed[src]))
+            self._pieces[src] = pieces, np.array([core for _, core in self.placed[src]])
+        return self._pieces[src]
 
     def _extra(self, parts: list[dict[str, Reach]], whole: dict[str, Reach]) -> np.ndarray:
         """Per core, the fan-out axons its sources' pieces add when the reach ``whole`` (per
@@ -233,9 +230,9 @@ class Filler:
         extra = np.zeros(len(self.cores.load), dtype=np.int64)
         for src, r in whole.items():
             if src in self.placed:
-                boxes, labels, cores = self._layout(src)
-                delta = sum(part[src].count_in(boxes, lambda: labels) for part in parts if src in part)
-                np.add.at(extra, cores, delta - r.count_in(boxes, lambda: labels))
+                pieces, cores = self._source(src)
+                delta = sum(pieces.count_in(part[src]) for part in parts if src in part) - pieces.count_in(r)
+                np.add.at(extra, cores, delta)
         return extra
 
     def fill(self, slabs: Slabs, window: tuple[int, int]) -> list[tuple[Box, int]]:
@@ -285,7 +282,7 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], t
     cut = cuttable(tilings, target, which)
     if not which | cut:
         return None
-    fan_of = fan_out_per_neuron(tilings, which | cut)
+    fan_of = _fan_out_per_neuron(tilings, which | cut)
     slabs = {p: [Slabs.of(box, fan_of[p], tilings[p]) for box in tilings[p].boxes] for p in cut}
     for p, per_neuron in neuron_demands(net, tilings, which, target.synapse_bits, fan_of).items():
         slabs[p] = [Slabs.of(box, per_neuron) for box in tilings[p].boxes]
@@ -305,7 +302,7 @@ def _place(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], which: set[st
         if p not in slabs:
             placed[p] = list(zip(t.boxes, cores.place(t.vectors(fan[p]))))
     neighbours = _neighbours(tilings)
-    filler = Filler(cores, placed, {p: t.shape for p, t in tilings.items()})
+    filler = Filler(cores, placed, tilings)
     for p in tilings:
         if p in slabs:
             near = [core for q in neighbours[p] - which if q in placed for _, core in placed[q]]

@@ -18,14 +18,15 @@ A population's block size is the one with the fewest tiles whose upper bounds of
 and fan-in fit a core (candidates ``ceil(n/k)`` per axis; ties: fewer routed axons, then wider
 channel blocks), unless one of a few with fewer tiles, whose bounds exceed a core by at most
 ``tiling.BOUND_SLACK``, fits by the exact demands of every tile (sign-split kernel halves and
-padding make the bounds loose). Tiles whose fan-out exceeds the limit make their population re-tile with fewer
-neurons per tile. On small networks, populations are then cut finer where that packs into fewer
-cores (:mod:`snn2chip.chip.refine`). Tiles are packed onto cores first-fit in network order (a tile goes to the
-first core where every resource still fits, so small layers share cores). Then the packing is
-done again with gap filling (:mod:`snn2chip.chip.fill`): divisible populations (relays, delay
-lines) and, on targets that store every connection, dense and conv populations go last, cut
-into slabs that fill the room the other tiles leave; it is kept when it uses fewer cores. Cores go onto chips in order, then neighbouring
-chips swap cores by Kernighan-Lin bisection (networkx, fixed seed) to cut inter-chip traffic.
+padding make the bounds loose). Tiles whose fan-out exceeds the limit make their population
+re-tile with fewer neurons per tile. On networks of a few hundred tiles, populations are then cut
+finer where that packs into fewer cores (:mod:`snn2chip.chip.refine`). Tiles are packed onto cores first-fit in network order (a
+tile goes to the first core where every resource still fits, so small layers share cores). Then
+the packing is done again with gap filling (:mod:`snn2chip.chip.fill`): divisible populations
+(relays, delay lines) and, on targets that store every connection, dense and conv populations go
+last, cut into slabs that fill the room the other tiles leave; it is kept when it uses fewer
+cores. Cores go onto chips in order, then neighbouring chips swap cores by Kernighan-Lin
+bisection (networkx, fixed seed) to cut inter-chip traffic.
 Everything iterates in network order: the result is deterministic.
 
 **Traffic** from a source tile to a destination tile: the routed axons (source neurons whose
