@@ -13,6 +13,7 @@ from snn2chip import ModelError, compiler
 from snn2chip.chip import fill, partition, refine, targets, tiling
 from snn2chip.chip.ir import ChipNet, Population, SynapseGroup
 from snn2chip.passes.quantize import Options
+from models import zoo
 from tests.conftest import SINABS
 
 LOIHI2 = targets.resolve("loihi2")
@@ -240,6 +241,17 @@ def test_without_shared_kernels_conv_tiles_are_cut_to_fill_cores(monkeypatch):
     _within_limits(part)
     monkeypatch.setattr(fill.Filler, "_extra", lambda self, parts, whole: np.zeros(len(self.cores.load), dtype=np.int64))
     assert partition.partition(net, narrow, "board").cores == 8
+
+
+@pytest.mark.parametrize("model, cores", [("sew_add", 23), ("sew_iand", 16)])
+def test_zoo_models_pack_near_the_volume_bound_on_loihi1(model, cores):
+    """Loihi 1 (every connection stored): SEW-ADD needs its conv layers cut into runs of rows to
+    reach 23 cores (bound 22; 25 whole), SEW-IAND also the largest tiles placed first (16, the
+    bound; 17 in network order). Every core stays within every limit."""
+    _, net, _ = compiler.compile_file(zoo.ZOO_DIR / f"{model}.nir", "loihi1", Options())
+    part = partition.partition(net, targets.resolve("loihi1"))
+    assert (part.cores, part.bounds()["volume"]["cores"]) == (cores, {"sew_add": 22, "sew_iand": 16}[model])
+    _within_limits(part)
 
 
 def test_conv_memory_without_shared_kernels_leaves_out_the_taps_on_the_padding():

@@ -18,13 +18,15 @@ cut makes the source neurons in that overlap send to one more tile.
 divisible and cuttable populations' tiles in network order: a tile goes whole to the first core
 it fits; else its leading slabs (rows, else columns, else channels of its box) go to the first
 core the first slab fits, as many as fit, and the rest goes on. A cut is only made where the
-sources' cores (placed earlier in network order) can take the fan-out it adds, and is charged to
-them. A divisible population may use the cores between the first and last core of the
-non-divisible populations it reads from or sends to. Cores are then numbered by the first
-population on them in network order, so that a core opened for a relay sits beside its
-neighbours when chips are filled in order. The result is checked with the exact demands of the
-new tiles; if a core were over a limit (a source later in network order), the caller keeps the
-plain packing.
+sources' cores (placed earlier) can take the fan-out it adds, and is charged to them. A
+divisible population may use the cores between the first and last core of the non-divisible
+populations it reads from or sends to. Cores are then numbered by the first population on them
+in network order, so that a core opened for a relay sits beside its neighbours when chips are
+filled in order. The result is checked with the exact demands of the
+new tiles (a source placed after its consumer was not charged for their cuts). Where there are
+cuttable populations, the packing is also done with them in decreasing order of their largest
+tile's largest share of a core (first-fit decreasing), and the one with fewer cores that passes
+the check is kept (network order on ties); if none passes, the caller keeps the plain packing.
 """
 
 from __future__ import annotations
@@ -287,15 +289,25 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], t
     for p, per_neuron in neuron_demands(net, tilings, which, target.synapse_bits, fan_of).items():
         slabs[p] = [Slabs.of(box, per_neuron) for box in tilings[p].boxes]
     del fan_of
-    cores = Cores(limits(target.capacity))
-    placed = _place(tilings, fan, which, slabs, cores)
-    return _checked(tilings, placed, cores)
+    full = limits(target.capacity)
+    network = [p for p in tilings if p in slabs]
+    orders = [network]
+    if cut:  # largest tiles first (first-fit decreasing), then the divisible populations
+        share = {p: max(float((s.run(0, s.count)[0] / full).max()) for s in slabs[p]) for p in cut}
+        orders.append(sorted(cut, key=lambda p: -share[p]) + [p for p in network if p in which])
+    best = None
+    for order in orders:
+        cores = Cores(full)
+        filled = _checked(tilings, _place(tilings, fan, which, slabs, order, cores), cores)
+        if filled is not None and (best is None or filled.cores < best.cores):
+            best = filled
+    return best
 
 
 def _place(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], which: set[str],
-           slabs: dict[str, list[Slabs]], cores: Cores) -> dict[str, list[tuple[Box, int]]]:
+           slabs: dict[str, list[Slabs]], order: list[str], cores: Cores) -> dict[str, list[tuple[Box, int]]]:
     """Per population its pieces and their cores: the tiles of populations without ``slabs``
-    whole, first-fit in network order, then the others' slabs in network order, a divisible
+    whole, first-fit in network order, then the others' slabs in ``order``, a divisible
     population's (``which``) within the cores of its placed neighbours."""
     placed: dict[str, list[tuple[Box, int]]] = {}
     for p, t in tilings.items():
@@ -303,12 +315,11 @@ def _place(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], which: set[st
             placed[p] = list(zip(t.boxes, cores.place(t.vectors(fan[p]))))
     neighbours = _neighbours(tilings)
     filler = Filler(cores, placed, tilings)
-    for p in tilings:
-        if p in slabs:
-            near = [core for q in neighbours[p] - which if q in placed for _, core in placed[q]]
-            window = (min(near), max(near) + 1) if near and p in which else (0, None)
-            placed[p] = [piece for s in slabs[p] for piece in filler.fill(s, window)]
-    return placed
+    for p in order:
+        near = [core for q in neighbours[p] - which if q in placed for _, core in placed[q]]
+        window = (min(near), max(near) + 1) if near and p in which else (0, None)
+        placed[p] = [piece for s in slabs[p] for piece in filler.fill(s, window)]
+    return {p: placed[p] for p in tilings}
 
 
 def _checked(tilings: dict[str, Tiling], placed: dict[str, list[tuple[Box, int]]], packed: Cores) -> Filled | None:
