@@ -294,7 +294,7 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], t
     orders = [network]
     if cut:  # largest tiles first (first-fit decreasing), then the divisible populations
         share = {p: max(float((s.run(0, s.count)[0] / full).max()) for s in slabs[p]) for p in cut}
-        orders.append(sorted(cut, key=lambda p: -share[p]) + [p for p in network if p in which])
+        orders.append(sorted((p for p in network if p in cut), key=lambda p: -share[p]) + [p for p in network if p in which])
     best = None
     for order in orders:
         cores = Cores(full)
