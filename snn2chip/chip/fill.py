@@ -247,7 +247,8 @@ class Filler:
                 core, stop, extra = self._split(slabs, start, reach, window)
             if extra is not None:
                 self.cores.load[:, FAN_OUT] += extra
-            pieces.append((_cut(slabs.box, slabs.axis, start, stop), self.cores.put(core, slabs.run(start, stop)[0])))
+            piece = _cut(slabs.box, slabs.axis, start, stop)
+            pieces.append((piece, self.cores.put(core, slabs.run(start, stop)[0])))
             start = stop
         return pieces
 
@@ -293,8 +294,9 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], t
     network = [p for p in tilings if p in slabs]
     orders = [network]
     if cut:  # largest tiles first (first-fit decreasing), then the divisible populations
-        share = {p: max(float((s.run(0, s.count)[0] / full).max()) for s in slabs[p]) for p in cut}
-        orders.append(sorted((p for p in network if p in cut), key=lambda p: -share[p]) + [p for p in network if p in which])
+        share = {p: float((tilings[p].vectors(fan[p]) / full).max()) for p in cut}
+        largest = sorted((p for p in network if p in cut), key=lambda p: -share[p])  # ties: network order
+        orders.append(largest + [p for p in network if p in which])
     best = None
     for order in orders:
         cores = Cores(full)
@@ -322,7 +324,8 @@ def _place(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], which: set[st
     return {p: placed[p] for p in tilings}
 
 
-def _checked(tilings: dict[str, Tiling], placed: dict[str, list[tuple[Box, int]]], packed: Cores) -> Filled | None:
+def _checked(tilings: dict[str, Tiling], placed: dict[str, list[tuple[Box, int]]], packed: Cores
+             ) -> Filled | None:
     """The packing ``placed`` onto ``packed``, with the pieces as tiles, if every core is within
     its limits by the pieces' exact demands (sources then send to every piece)."""
     cores, full = len(packed.load), packed.limits

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from snn2chip.chip.fill import Cores
-from snn2chip.chip.tiling import Tiling, box_size, fan_out, limits, tile_population
+from snn2chip.chip.tiling import Tiling, box_size, fan_out_recut, limits, tile_population
 
 #: networks with more tiles are left as tiled (each trial re-packs the whole network)
 REFINE_TILES = 256
@@ -44,34 +44,12 @@ def refine(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], cap: dict, bo
         k, since = k + 1, since + 1
         for finer in _finer(tilings[p], cap):
             trial = {**tilings, p: finer}
-            trial_fan = _recounted(tilings, fan, p, finer)
+            trial_fan = fan_out_recut(tilings, fan, p, finer)
             cores = _cores(trial, trial_fan, cap)
             if cores is not None and cores < best:
                 tilings, fan, best, since = trial, trial_fan, cores, 0
                 break
     return tilings, fan
-
-
-def _recounted(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], p: str, finer: Tiling
-               ) -> dict[str, np.ndarray]:
-    """:func:`fan_out` of ``tilings`` with ``p`` cut as ``finer``, from ``fan`` (theirs): only
-    ``p``'s tiles and those of its sources are counted again."""
-    old = tilings[p]
-    if any(grp.g.src == p for grp in old.groups):  # p reads itself: count everything
-        return fan_out({**tilings, p: finer})
-    result = dict(fan)
-    result[p] = np.zeros(len(finer.boxes), dtype=np.int64)
-    for q, t in tilings.items():
-        if q != p and any(grp.g.src == p for grp in t.groups):
-            for _, reach in t.demands:
-                if p in reach:
-                    result[p] += finer.count_in(reach[p])
-    for tiles, sign in ((old, -1), (finer, 1)):
-        for _, reach in tiles.demands:
-            for src, r in reach.items():
-                if src in result:
-                    result[src] = result[src] + sign * tilings[src].count_in(r)
-    return result
 
 
 def _cores(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], cap: dict) -> int | None:

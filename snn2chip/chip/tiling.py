@@ -335,6 +335,28 @@ def fan_out(tilings: dict[str, Tiling]) -> dict[str, np.ndarray]:
     return counts
 
 
+def fan_out_recut(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], p: str, finer: Tiling
+                  ) -> dict[str, np.ndarray]:
+    """:func:`fan_out` of ``tilings`` with ``p`` cut as ``finer``, from ``fan`` (theirs): only
+    ``p``'s tiles and those of its sources are counted again."""
+    old = tilings[p]
+    if any(grp.g.src == p for grp in old.groups):  # p reads itself: count everything
+        return fan_out({**tilings, p: finer})
+    result = dict(fan)
+    result[p] = np.zeros(len(finer.boxes), dtype=np.int64)
+    for q, t in tilings.items():
+        if q != p and any(grp.g.src == p for grp in t.groups):
+            for _, reach in t.demands:
+                if p in reach:
+                    result[p] += finer.count_in(reach[p])
+    for tiles, sign in ((old, -1), (finer, 1)):
+        for _, reach in tiles.demands:
+            for src, r in reach.items():
+                if src in result:
+                    result[src] = result[src] + sign * tilings[src].count_in(r)
+    return result
+
+
 def _retiled(t: Tiling, fan: np.ndarray, cap: dict) -> Tiling:
     """``t`` cut into smaller tiles, so that fewer neurons send to ``fan`` tiles; an error when
     a single neuron sends to more tiles than a core has fan-out axons."""
