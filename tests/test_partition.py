@@ -272,6 +272,21 @@ def test_the_partition_is_the_same_whatever_the_string_hash_seed():
     assert runs["0"] == runs["3"] and runs["0"].startswith("16 [")
 
 
+def test_a_partial_fan_out_recount_equals_a_whole_one():
+    """fan_out_recut re-counts only the re-cut population's and its sources' tiles; on the conv
+    chain, re-cutting A (read by C, reading the input) or C (reading A) gives what counting every
+    tile of the network gives."""
+    target = dataclasses.replace(TINY, shared_conv_kernels=False, neurons=32, fan_in_axons=64, synaptic_memory_bits=1400)
+    tilings, fan = tiling.tile_network(_conv_chain(), target)
+    for p in ("A", "C"):
+        finer = tiling.tile_population(p, tilings[p].shape, tilings[p].groups, target.capacity, 3)
+        assert len(finer.boxes) > len(tilings[p].boxes)
+        recut = tiling.fan_out_recut(tilings, fan, p, finer)
+        whole = tiling.fan_out({**tilings, p: finer})
+        assert recut.keys() == whole.keys() and all(np.array_equal(recut[q], whole[q]) for q in whole)
+        assert not np.array_equal(recut["A"], fan["A"])  # A's fan-out changed either way
+
+
 def test_conv_memory_without_shared_kernels_leaves_out_the_taps_on_the_padding():
     """3x3 kernel, padding 1, on 4x4: per axis the kernel positions read 3, 4, 3 inputs, so one
     channel pair stores (3 + 4 + 3)**2 = 100 synapses, not 9 x 16 = 144."""
