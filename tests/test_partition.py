@@ -215,6 +215,28 @@ def test_a_block_whose_bounds_are_loose_is_taken_when_its_exact_demands_fit():
     _within_limits(part)
 
 
+def test_a_block_is_chosen_for_the_axons_its_sources_send_as_well_as_for_its_tiles():
+    """A 3x3 conv from A (1 x 5 x 5) into B (4 x 5 x 5), 16 neurons and 32 fan-out axons per core.
+    The fewest tiles of B are 8 single-channel blocks (1, 5, 3), but every neuron of A then sends
+    to each channel's tile (140 axons, 40 from each of A's middle columns, above a core's 32);
+    9 whole-channel blocks (4, 2, 2) take 81, and the network packs into 8 cores, its bound."""
+    narrow = dataclasses.replace(LOIHI2, name="narrow", neurons=16, synaptic_memory_bits=10**6, fan_in_axons=10**4,
+                                 fan_out_axons=32, cores_per_chip=4, systems=(("board", 64),))
+    pops = {"in": Population("in", "input", (1, 5, 5)), "A": Population("A", "lif", (1, 5, 5), vth=1),
+            "B": Population("B", "lif", (4, 5, 5), vth=1)}
+    groups = (SynapseGroup("A<-in", "conv", "in", "A", np.ones((1, 1, 1, 1), np.int64)),
+              SynapseGroup("B<-A", "conv", "A", "B", np.ones((4, 1, 3, 3), np.int64), padding=(1, 1)))
+    net = ChipNet(pops, groups, ("in",), ("B",))
+    tilings, fan = tiling.tile_network(net, narrow)
+    b = tilings["B"]
+    assert (b.block, len(b.boxes), fan["A"].sum()) == ((4, 2, 2), 9, 81)
+    fewest = tiling.Tiling("B", b.shape, b.groups, b.neuron_limit, (1, 5, 3), tuple(tiling._boxes(b.shape, (1, 5, 3))))
+    assert len(fewest.boxes) == 8 and tiling.fan_out({**tilings, "B": fewest})["A"].tolist() == [20, 20, 40, 40, 20]
+    part = partition.partition(net, narrow, "board")
+    assert part.cores == part.bounds()["volume"]["cores"] == 8
+    _within_limits(part)
+
+
 def _conv_chain() -> ChipNet:
     """input (2, 4, 4) -> 3x3 conv, padding 1 -> A (2, 4, 4) -> 3x3 conv, padding 1 -> C (2, 4, 4)."""
     pops = {"in": Population("in", "input", (2, 4, 4)), "A": Population("A", "lif", (2, 4, 4), vth=1),

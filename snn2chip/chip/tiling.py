@@ -22,7 +22,7 @@ from snn2chip.errors import ModelError
 Box = tuple[int, int, int, int, int, int]  # c0, c1, h0, h1, w0, w1 in the (C, H, W) view
 #: the per-core resources tiles demand, in the order of demand vectors (:meth:`Tiling.vectors`)
 RESOURCES = ("neurons", "memory_bits", "fan_in_axons", "fan_out_axons")
-#: block sizes with fewer tiles are tried by their exact demands when their upper bounds exceed a
+#: block sizes of lower cost are tried by their exact demands when their upper bounds exceed a
 #: core by at most this factor (sign-split kernels and padding make the bounds loose), at most
 #: EXACT_TRIES of them per population
 BOUND_SLACK = 1.5
@@ -139,6 +139,7 @@ class GroupDemands:
             self.row_nnz = np.bincount(self.rows, minlength=int(np.prod(self.dst_view)))
             self.distinct = int(np.bincount(self.cols).max(initial=0)) <= 1  # each source neuron read once
             self.key = (g.src, g.name)
+        self.on_chip = net.populations[g.src].kind != "input"  # its source sends through fan-out axons
         self.shared = target.shared_conv_kernels
         self.synapse_bits, self.kernel_bits = target.synapse_bits, target.kernel_entry_bits
 
@@ -216,9 +217,11 @@ def _boxes(shape: tuple[int, int, int], block: tuple[int, int, int]) -> list[Box
 
 def _choose_block(pop: str, shape, groups: Sequence[GroupDemands], cap: dict, neuron_limit: int
                   ) -> list[tuple[int, int, int]]:
-    """Block sizes to try, the last one certain: up to :data:`EXACT_TRIES` with fewer tiles whose
+    """Block sizes to try, the last one certain: up to :data:`EXACT_TRIES` of lower cost whose
     bounds exceed a core by at most :data:`BOUND_SLACK` (the exact demands may still fit), then the
-    block size with the fewest tiles whose bounds fit (see :mod:`snn2chip.chip.partition`)."""
+    block size of least cost whose bounds fit. Cost, in cores: the tiles, plus the axons routed to
+    them (their fan-in bound, summed) over a core's fan-out axons, the room those axons take on
+    the sources' cores (see :mod:`snn2chip.chip.partition`)."""
     c, h, w = shape
     cb, hb, wb = (a.ravel() for a in np.meshgrid(_blocks(c), _blocks(h), _blocks(w), indexing="ij"))
     memory = np.zeros(cb.shape, dtype=np.int64)
@@ -228,6 +231,8 @@ def _choose_block(pop: str, shape, groups: Sequence[GroupDemands], cap: dict, ne
         memory = memory + m
         fan_in[grp.key] = np.maximum(fan_in.get(grp.key, 0), f)  # same key: same geometry, same reach
     fan = sum(fan_in.values(), np.zeros(cb.shape, dtype=np.int64))
+    on_chip = {grp.key for grp in groups if grp.on_chip}
+    sent = sum((f for key, f in fan_in.items() if key in on_chip), np.zeros(cb.shape, dtype=np.int64))
     ok = (cb * hb * wb <= neuron_limit) & (memory <= cap["memory_bits"]) & (fan <= cap["fan_in_axons"])
     if not ok.any():
         one = {"neurons": 1, "memory_bits": int(memory[0]), "fan_in_axons": int(fan[0])}
@@ -235,9 +240,12 @@ def _choose_block(pop: str, shape, groups: Sequence[GroupDemands], cap: dict, ne
         raise ModelError(f"one neuron needs {one[worst]:,} {worst.replace('_', ' ')}; a core has {cap[worst]:,}",
                          node=pop)
     count = -(-c // cb) * -(-h // hb) * -(-w // wb)
-    order = np.lexsort((-wb, -hb, -cb, fan * count, count))
+    # in cores: the tiles, and the room on their sources' cores of the axons routed to them (at
+    # most the fan-in bound of each tile from sources on chip)
+    cost = count + sent * count / cap["fan_out_axons"]
+    order = np.lexsort((-wb, -hb, -cb, fan * count, cost))
     best = order[np.flatnonzero(ok[order])[0]]
-    near = (cb * hb * wb <= neuron_limit) & (count < count[best]) & (memory <= BOUND_SLACK * cap["memory_bits"]) \
+    near = (cb * hb * wb <= neuron_limit) & (cost < cost[best]) & (memory <= BOUND_SLACK * cap["memory_bits"]) \
         & (fan <= BOUND_SLACK * cap["fan_in_axons"])
     blocks = [(int(cb[i]), int(hb[i]), int(wb[i])) for i in order[np.flatnonzero(near[order])][:EXACT_TRIES]]
     return blocks + [(int(cb[best]), int(hb[best]), int(wb[best]))]
