@@ -14,9 +14,10 @@ the :class:`~snn2chip.chip.targets.Target`):
   conv: the groups' input channels x the rows and columns of the receptive field);
 - ``fan_out_axons``: per neuron, the number of tiles it sends to (an upper bound of the cores).
 
-A population's block size is the one with the fewest tiles whose upper bounds of neurons, memory
-and fan-in fit a core (candidates ``ceil(n/k)`` per axis; ties: fewer routed axons, then wider
-channel blocks), unless one of a few with fewer tiles, whose bounds exceed a core by at most
+A population's block size is the one of least cost whose upper bounds of neurons, memory and
+fan-in fit a core (candidates ``ceil(n/k)`` per axis; cost in cores: the tiles plus the axons that
+sources on chip route to them over a core's fan-out axons; ties: fewer routed axons, then wider
+channel blocks), unless one of a few of lower cost, whose bounds exceed a core by at most
 ``tiling.BOUND_SLACK``, fits by the exact demands of every tile (sign-split kernel halves and
 padding make the bounds loose). Tiles whose fan-out exceeds the limit make their population
 re-tile with fewer neurons per tile. On networks of a few hundred tiles, populations are then cut

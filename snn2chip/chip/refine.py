@@ -1,6 +1,6 @@
 """Finer tiles where they pack into fewer cores, on networks of up to a few hundred tiles.
 
-:mod:`snn2chip.chip.tiling` cuts each population into the fewest tiles that fit a core, so a
+:mod:`snn2chip.chip.tiling` cuts each population into about the fewest tiles that fit a core, so a
 layer needing 2.2 cores of synaptic memory becomes 3 tiles of 0.73 each: no two of them share a
 core, and neither can a tile of another layer that needs more than 0.27. Cut finer (5 tiles of
 0.44), its tiles pair up. :func:`refine` tries, population by population in network order and
