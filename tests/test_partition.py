@@ -176,6 +176,27 @@ def test_a_divisible_population_fills_the_room_other_tiles_leave(monkeypatch):
     assert part.bounds() == partition.partition(net, TINY, "board").bounds()
 
 
+def test_a_divisible_population_fills_the_cores_it_opens_itself():
+    """Three relay tiles of 7 neurons, each sending 35 of a core's 64 fan-out axons, where the
+    cores between their neighbours' are full. Searching only those, each tile opens a core of
+    its own (3); searching the cores the population opened as well, the second tile's first 5
+    neurons join the first, and 2 cores do."""
+    full = tiling.limits(TINY.capacity)
+    per_neuron = np.tile(np.array([1, 10, 1, 5]), (21, 1)).reshape(21, 1, 1, 4)
+
+    def placed(windows):
+        cores = fill.Cores(full)
+        cores.place([full, full])
+        filler = fill.Filler(cores, {}, {})
+        pieces = [piece for c0 in (0, 7, 14) for piece in filler.fill(fill.Slabs.of((c0, c0 + 7, 0, 1, 0, 1), per_neuron),
+                                                                       windows)]
+        return cores.used - 2, pieces
+
+    assert placed(((0, 2),))[0] == 3
+    assert placed(((0, 2), (2, None))) == (2, [((0, 7, 0, 1, 0, 1), 2), ((7, 12, 0, 1, 0, 1), 2),
+                                              ((12, 14, 0, 1, 0, 1), 3), ((14, 21, 0, 1, 0, 1), 3)])
+
+
 def test_only_populations_whose_sources_are_each_read_once_are_divisible(monkeypatch):
     net = _relay_net(read_twice=True)  # A's neuron 0 feeds two neurons of R: cutting R could add a destination
     tilings, _ = tiling.tile_network(net, TINY)

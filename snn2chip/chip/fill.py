@@ -20,7 +20,7 @@ it fits; else its leading slabs (rows, else columns, else channels of its box) g
 core the first slab fits, as many as fit, and the rest goes on. A cut is only made where the
 sources' cores (placed earlier) can take the fan-out it adds, and is charged to them. A
 divisible population may use the cores between the first and last core of the non-divisible
-populations it reads from or sends to. Cores are then numbered by the first population on them
+populations it reads from or sends to, then the cores it opened itself. Cores are then numbered by the first population on them
 in network order, so that a core opened for a relay sits beside its neighbours when chips are
 filled in order. The result is checked with the exact demands of the
 new tiles (a source placed after its consumer was not charged for their cuts). Where there are
@@ -166,6 +166,7 @@ class Slabs:
 
 
 FAN_OUT = RESOURCES.index("fan_out_axons")
+Windows = tuple[tuple[int, int | None], ...]  # ranges of cores (start, stop), searched in turn
 
 
 class Cores:
@@ -237,14 +238,23 @@ class Filler:
                 np.add.at(extra, cores, delta)
         return extra
 
-    def fill(self, slabs: Slabs, window: tuple[int, int]) -> list[tuple[Box, int]]:
-        """``slabs.box`` placed whole or as runs of slabs on the cores of ``window`` (module docstring)."""
+    def _first(self, demand: np.ndarray, windows: Windows, extra: np.ndarray | None = None) -> int | None:
+        """The first core where ``demand`` (and ``extra``, see :meth:`Cores.first`) fits, searching
+        ``windows`` (ranges of cores) in turn; None if none has room."""
+        for window in windows:
+            core = self.cores.first(demand, window, extra)
+            if core is not None:
+                return core
+        return None
+
+    def fill(self, slabs: Slabs, windows: Windows) -> list[tuple[Box, int]]:
+        """``slabs.box`` placed whole or as runs of slabs on the cores of ``windows`` (module docstring)."""
         pieces, start, n = [], 0, slabs.count
         while start < n:
             rest, reach = slabs.run(start, n)
-            core, stop, extra = self.cores.first(rest, window), n, None
+            core, stop, extra = self._first(rest, windows), n, None
             if core is None:
-                core, stop, extra = self._split(slabs, start, reach, window)
+                core, stop, extra = self._split(slabs, start, reach, windows)
             if extra is not None:
                 self.cores.load[:, FAN_OUT] += extra
             piece = _cut(slabs.box, slabs.axis, start, stop)
@@ -252,9 +262,9 @@ class Filler:
             start = stop
         return pieces
 
-    def _split(self, slabs: Slabs, start: int, reach: dict[str, Reach] | None, window: tuple[int, int]
+    def _split(self, slabs: Slabs, start: int, reach: dict[str, Reach] | None, windows: Windows
                ) -> tuple[int | None, int, np.ndarray | None]:
-        """The first core of ``window`` where slab ``start`` fits, with the fan-out the cut adds
+        """The first core of ``windows`` where slab ``start`` fits, with the fan-out the cut adds
         (``reach``: the rest's, None for a divisible population), the end of the longest run from
         ``start`` that fits there and its added fan-out; ``(None, count, None)`` if none does."""
         n = slabs.count
@@ -264,7 +274,7 @@ class Filler:
             return demand, None if reach is None else self._extra([part, slabs.run(stop, n)[1]], reach)
 
         demand, extra = trial(start + 1)
-        core = self.cores.first(demand, window, extra)
+        core = self._first(demand, windows, extra)
         if core is None:
             return None, n, None
         lo, hi = start + 1, n  # fits at lo, not at n
@@ -319,8 +329,9 @@ def _place(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], which: set[st
     filler = Filler(cores, placed, tilings)
     for p in order:
         near = [core for q in neighbours[p] - which if q in placed for _, core in placed[q]]
-        window = (min(near), max(near) + 1) if near and p in which else (0, None)
-        placed[p] = [piece for s in slabs[p] for piece in filler.fill(s, window)]
+        # the cores between its neighbours', then those it opens itself
+        windows = ((min(near), max(near) + 1), (cores.used, None)) if near and p in which else ((0, None),)
+        placed[p] = [piece for s in slabs[p] for piece in filler.fill(s, windows)]
     return {p: placed[p] for p in tilings}
 
 
