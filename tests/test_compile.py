@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import nir
 import numpy as np
 import pytest
 import torch
 
 import snn2chip
-from snn2chip import ModelError
+from snn2chip import ModelError, chip
+from snn2chip.chip.totals import totals
+from snn2chip.frontend import summary
 from snn2chip.verify import fidelity
 from snn2chip.passes import lower, relays
 from snn2chip.cli import main
@@ -234,6 +237,24 @@ def test_linear_readout_becomes_an_exact_relay():
     alpha = net.populations["output.readout"].scale
     np.testing.assert_array_equal(chip_out[:, depth:] / alpha, float_out)
     assert np.abs(float_out).sum() > 0
+
+
+def test_an_outputs_readout_is_counted_apart_from_the_model_neurons(tmp_path):
+    """The read-out of an Affine -> Output head has a role of its own: the "model" role counts the
+    NIR model's neurons (3 IF), the read-out's 2 are "readout". A format 3 file, which called the
+    read-out a model population, loads with the readout role."""
+    nodes, edges = chain(("n", nir.IF(r=np.ones(3), v_threshold=np.full(3, 0.5))),
+                         ("fc", nir.Affine(weight=np.ones((2, 3)), bias=np.zeros(2))), shape=(3,), out=(2,))
+    graph = make_graph(nodes, edges)
+    net, _ = compile_graph(graph)
+    assert net.populations["output.readout"].role == "readout"
+    by_role = totals(net).neurons_by_role
+    assert (by_role["model"], by_role["readout"], summary.model_neurons(graph)) == (3, 2, 3)
+    chip.save(net, tmp_path / "v3.h5")
+    with h5py.File(tmp_path / "v3.h5", "r+") as f:
+        f.attrs["format_version"] = 3
+        f["populations"]["output.readout"].attrs["role"] = json.dumps("model")
+    assert chip.load(tmp_path / "v3.h5") == net
 
 
 @pytest.mark.parametrize("connect", ["and", "iand"])

@@ -66,11 +66,16 @@ def _fields(cls, h) -> dict:
     return kwargs
 
 
-def _role(fields: dict) -> dict:
-    """A version 1 or 2 population's role and origin, from its name and source."""
+def _role(fields: dict, version: int) -> dict:
+    """The role and origin of a population of a file before version 4, from its name and source
+    (an Output's read-out is named after it; version 3 called it a model population)."""
+    source = str(fields.get("source", ""))
+    if fields["name"] == f"{source}.readout":
+        return {"role": "readout"}
+    if version == 3:
+        return {}
     if fields["name"] == BIAS:
         return {"role": "bias"}
-    source = str(fields.get("source", ""))
     if source.startswith(DELAY_OF):
         return {"role": "delay", "origin": source.removeprefix(DELAY_OF)}
     return {"role": "model"}  # a version 1 or 2 file does not say which relays the shortcut passes made
@@ -81,7 +86,7 @@ def _net(f: h5py.File, version: int) -> ChipNet:
     populations = {}
     for name in order:
         fields = _fields(Population, f["populations"][name.replace("/", "|")])
-        populations[name] = Population(**fields, **(_role(fields) if version < 3 else {}))
+        populations[name] = Population(**{**fields, **(_role(fields, version) if version < 4 else {})})
     groups = tuple(SynapseGroup(**_fields(SynapseGroup, f["groups"][name.replace("/", "|")]))
                    for name in json.loads(f.attrs["group_order"]))
     if version < 3:

@@ -27,7 +27,7 @@ from snn2chip.chip import loihi
 from snn2chip.frontend import shapes
 from snn2chip.errors import InternalError
 
-FORMAT_VERSION = 3  # 3: roles, depths and outputs as fields; versions 1 and 2 still load
+FORMAT_VERSION = 4  # 3: roles, depths and outputs as fields; 4: the readout role; versions 1 to 3 still load
 
 #: Population kinds. ``input``: values injected from outside (spikes, or graded payloads);
 #: ``lif``: Loihi's CUBA leaky integrate-and-fire neuron; ``relay``: forwards its summed input
@@ -39,11 +39,12 @@ Kind = Literal["input", "lif", "relay"]
 Reset = Literal["zero", "subtract"]
 GroupKind = Literal["dense", "sparse", "conv"]
 KINDS, RESETS, GROUP_KINDS = get_args(Kind), get_args(Reset), get_args(GroupKind)
-#: What a population is for. ``model``: it stands for a NIR node (``source``; an Output's
-#: read-out included); ``relay``: a sum the shortcut passes carry as a graded payload;
-#: ``delay``: a one-hop copy of ``origin`` in a delay line; ``bias``: the always-on neuron that
-#: feeds input biases.
-Role = Literal["model", "relay", "delay", "bias"]
+#: What a population is for. ``model``: it stands for a NIR neuron node (``source``);
+#: ``readout``: the graded read-out of an Output fed by a stateless chain (``source``, the
+#: Output), not a neuron of the model; ``relay``: a sum the shortcut passes carry as a graded
+#: payload; ``delay``: a one-hop copy of ``origin`` in a delay line; ``bias``: the always-on
+#: neuron that feeds input biases.
+Role = Literal["model", "readout", "relay", "delay", "bias"]
 ROLES = get_args(Role)
 
 

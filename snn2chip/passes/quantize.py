@@ -102,7 +102,7 @@ def _population(ctx: Context, pop: str, n: scales.Neuron, alpha: float) -> tuple
     """The population's integer neuron parameters (decays, threshold, leak bias) and their errors."""
     node, shape = ctx.pops[pop], ctx.graph.out_shapes[ctx.pops[pop]]
     if n.relay:
-        role = "relay" if shortcuts.is_relay(ctx.graph.nodes[node]) else "model"
+        role = "relay" if shortcuts.is_relay(ctx.graph.nodes[node]) else "readout"  # else: an Output's read-out
         return (Population(pop, "relay", shape, source=node, vth=0, payload_bits=ctx.caps.relay_bits, scale=alpha,
                            role=role), NeuronReport("relay", 0))
     chip_bias = 64 * alpha * n.leak_bias
