@@ -20,10 +20,10 @@ it fits; else its leading slabs (rows, else columns, else channels of its box) g
 core the first slab fits, as many as fit, and the rest goes on. A cut is only made where the
 sources' cores (placed earlier) can take the fan-out it adds, and is charged to them. A
 divisible population may use the cores between the first and last core of the non-divisible
-populations it reads from or sends to, then the cores it opened itself. Cores are then numbered by the first population on them
-in network order, so that a core opened for a relay sits beside its neighbours when chips are
-filled in order. The result is checked with the exact demands of the
-new tiles (a source placed after its consumer was not charged for their cuts). Where there are
+populations it reads from or sends to, then the cores it opened itself. Cores are then numbered
+by the first population on them in network order, so that a core opened for a relay sits beside
+its neighbours when chips are filled in order. The result is checked with the exact demands of
+the new tiles (a source placed after its consumer was not charged for their cuts). Where there are
 cuttable populations, the packing is also done with them in decreasing order of their largest
 tile's largest share of a core (first-fit decreasing), and the one with fewer cores that passes
 the check is kept (network order on ties); if none passes, the caller keeps the plain packing.
