@@ -188,8 +188,8 @@ def test_a_divisible_population_fills_the_cores_it_opens_itself():
         cores = fill.Cores(full)
         cores.place([full, full])
         filler = fill.Filler(cores, {}, {})
-        pieces = [piece for c0 in (0, 7, 14) for piece in filler.fill(fill.Slabs.of((c0, c0 + 7, 0, 1, 0, 1), per_neuron),
-                                                                       windows)]
+        tiles = [fill.Slabs.of((c0, c0 + 7, 0, 1, 0, 1), per_neuron) for c0 in (0, 7, 14)]
+        pieces = [piece for slabs in tiles for piece in filler.fill(slabs, windows)]
         return cores.used - 2, pieces
 
     assert placed(((0, 2),))[0] == 3

@@ -37,7 +37,8 @@ import numpy as np
 
 from snn2chip.chip.ir import ChipNet, SynapseGroup
 from snn2chip.chip.targets import Target
-from snn2chip.chip.tiling import RESOURCES, Box, Reach, Tiling, box_demands, box_size, fan_out, limits
+from snn2chip.chip.tiling import (RESOURCES, Box, Reach, Tiling, box_demands, box_size, fan_out,
+                                  fan_out_per_neuron, limits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,17 +86,6 @@ def cuttable(tilings: dict[str, Tiling], target: Target, which: set[str]) -> set
         return set()
     return {p for p, t in tilings.items() if p not in which and int(np.prod(t.shape)) > 1 and t.groups
             and all(grp.g.kind in ("dense", "conv") for grp in t.groups)}
-
-
-def _fan_out_per_neuron(tilings: dict[str, Tiling], which: set[str]) -> dict[str, np.ndarray]:
-    """Per population of ``which``, per neuron ``(C, H, W)``: the tiles of ``tilings`` that read it."""
-    result = {p: np.zeros(int(np.prod(tilings[p].shape)), dtype=np.int32) for p in which}
-    for t in tilings.values():
-        for _, reach in t.demands:
-            for src, r in reach.items():
-                if src in result:  # reach indices are distinct: one tile reads a neuron once
-                    result[src][r.indices(tilings[src].shape)] += 1
-    return {p: f.reshape(tilings[p].shape) for p, f in result.items()}
 
 
 def neuron_demands(net: ChipNet, tilings: dict[str, Tiling], which: set[str], synapse_bits: int,
@@ -295,7 +285,7 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], t
     cut = cuttable(tilings, target, which)
     if not which | cut:
         return None
-    fan_of = _fan_out_per_neuron(tilings, which | cut)
+    fan_of = fan_out_per_neuron(tilings, which | cut)
     slabs = {p: [Slabs.of(box, fan_of[p], tilings[p]) for box in tilings[p].boxes] for p in cut}
     for p, per_neuron in neuron_demands(net, tilings, which, target.synapse_bits, fan_of).items():
         slabs[p] = [Slabs.of(box, per_neuron) for box in tilings[p].boxes]

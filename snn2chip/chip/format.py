@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from snn2chip import memory
-from snn2chip.chip.ir import FORMAT_VERSION, ChipNet, IRError, Population, SynapseGroup
+from snn2chip.chip.ir import FORMAT_VERSION, ChipNet, IRError, Population, SynapseGroup, readout_name
 from snn2chip.errors import ModelError
 from snn2chip.files import require_file
 
@@ -70,7 +70,7 @@ def _role(fields: dict, version: int) -> dict:
     """The role and origin of a population of a file before version 4, from its name and source
     (an Output's read-out is named after it; version 3 called it a model population)."""
     source = str(fields.get("source", ""))
-    if fields["name"] == f"{source}.readout":
+    if fields["name"] == readout_name(source):
         return {"role": "readout"}
     if version == 3:
         return {}

@@ -48,6 +48,11 @@ Role = Literal["model", "readout", "relay", "delay", "bias"]
 ROLES = get_args(Role)
 
 
+def readout_name(output: str) -> str:
+    """The population that reads out Output node ``output`` when a stateless chain feeds it."""
+    return f"{output}.readout"
+
+
 class IRError(InternalError):
     """A chip network that breaks an invariant of the IR: a bug in the compiler, or (when read
     from a file) a broken file. ``node`` names the population or synapse group."""

@@ -23,10 +23,10 @@ padding make the bounds loose). Tiles whose fan-out exceeds the limit make their
 re-tile with fewer neurons per tile. On networks of a few hundred tiles, populations are then cut
 finer where that packs into fewer cores (:mod:`snn2chip.chip.refine`). Tiles are packed onto
 cores first-fit in network order (a tile goes to the first core where every resource still
-fits, so small layers share cores). Then the packing is done again with gap filling (:mod:`snn2chip.chip.fill`): divisible populations
-(relays, delay lines) and, on targets that store every connection, dense and conv populations go
-last, cut into slabs that fill the room the other tiles leave; it is kept when it uses fewer
-cores. Cores go onto chips in order, then neighbouring chips swap cores by Kernighan-Lin
+fits, so small layers share cores). Then the packing is done again with gap filling
+(:mod:`snn2chip.chip.fill`): divisible populations (relays, delay lines) and, on targets that
+store every connection, dense and conv populations go last, cut into slabs that fill the room
+the other tiles leave; it is kept when it uses fewer cores. Cores go onto chips in order, then neighbouring chips swap cores by Kernighan-Lin
 bisection (networkx, fixed seed) to cut inter-chip traffic.
 Everything iterates in network order: the result is deterministic.
 

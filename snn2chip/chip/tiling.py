@@ -343,6 +343,18 @@ def fan_out(tilings: dict[str, Tiling]) -> dict[str, np.ndarray]:
     return counts
 
 
+def fan_out_per_neuron(tilings: dict[str, Tiling], which: set[str]) -> dict[str, np.ndarray]:
+    """Per population of ``which``, per neuron ``(C, H, W)``: the tiles of ``tilings`` that read
+    it (:func:`fan_out` neuron by neuron)."""
+    result = {p: np.zeros(int(np.prod(tilings[p].shape)), dtype=np.int32) for p in which}
+    for t in tilings.values():
+        for _, reach in t.demands:
+            for src, r in reach.items():
+                if src in result:  # reach indices are distinct: one tile reads a neuron once
+                    result[src][r.indices(tilings[src].shape)] += 1
+    return {p: f.reshape(tilings[p].shape) for p, f in result.items()}
+
+
 def fan_out_recut(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], p: str, finer: Tiling
                   ) -> dict[str, np.ndarray]:
     """:func:`fan_out` of ``tilings`` with ``p`` cut as ``finer``, from ``fan`` (theirs): only

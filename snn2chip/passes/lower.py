@@ -26,6 +26,7 @@ import nir
 import numpy as np
 import torch
 
+from snn2chip.chip.ir import readout_name
 from snn2chip.frontend import neurons, reference, shapes
 from snn2chip.passes import shortcuts
 from snn2chip.frontend.graph import Graph
@@ -75,7 +76,7 @@ def populations(graph: Graph) -> dict[str, str]:
         elif isinstance(node, nir.Output):
             preds = graph.predecessors(name)
             if len(preds) != 1 or not is_population(graph.nodes[preds[0]]):
-                result[f"{name}.readout"] = name
+                result[readout_name(name)] = name
         elif not isinstance(node, STATELESS):
             why = {nir.Delay: "Delay nodes are not lowered to synaptic delays yet",
                    nir.Conv1d: "Conv1d is not lowered yet (Conv2d is)"}.get(type(node), "no chip lowering exists")

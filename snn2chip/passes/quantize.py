@@ -73,7 +73,7 @@ import nir
 import numpy as np
 
 from snn2chip.chip import loihi
-from snn2chip.chip.ir import ChipNet, Population, SynapseGroup
+from snn2chip.chip.ir import ChipNet, Population, SynapseGroup, readout_name
 from snn2chip.frontend.graph import Graph
 from snn2chip.passes import align, bias, context, lower, rounding, scales, shortcuts, weights
 from snn2chip.passes.context import Capabilities, Context, Options
@@ -242,7 +242,7 @@ def _layer(ctx: Context, pop: str, so_far: _SoFar) -> _Layer:
 
 def _outputs(ctx: Context) -> dict[str, str]:
     """Per Output node the population whose outputs are its values."""
-    return {name: f"{name}.readout" if f"{name}.readout" in ctx.pops else ctx.graph.predecessors(name)[0]
+    return {name: readout_name(name) if readout_name(name) in ctx.pops else ctx.graph.predecessors(name)[0]
             for name in ctx.graph.outputs}
 
 
