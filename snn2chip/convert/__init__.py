@@ -31,7 +31,9 @@ largest accumulated input count exceeds the output's count (its output count tra
 the input counts). That gate is not an IF neuron nor a linear map, so it cannot be written in
 NIR; :func:`.emit.maxpool` computes the same quantity, the running maximum of the window's spike
 counts, from IF neurons and one-hot depthwise convolutions, which the compiler lowers like any
-other layer.
+other layer: a balanced tree of pairwise maxima, one IF population per window position and
+``ceil(log2 k)`` populations deep (a 3×3 pool: 9 populations, 4 deep; a chain of running maxima
+was 9 deep).
 
 Unsupported operators fail with their name and node (``node 'X' (op LRN): unsupported operator``).
 """
@@ -97,7 +99,8 @@ def describe(layer: dict) -> str:
     if layer["kind"] == "IF":
         return f"{layer['node']}: IF, lambda {layer['lambda']:.4g}"
     if layer["kind"] == "maxpool":
-        return f"{layer['node']}: spiking max pooling, {layer['neurons']} IF stages, lambda {layer['lambda']:.4g}"
+        return (f"{layer['node']}: spiking max pooling, {layer['populations']} IF populations {layer['depth']} deep, "
+                f"lambda {layer['lambda']:.4g}")
     text = f"{layer['node']}: {layer['kind']}, x {layer['factor']:.4g}"
     return text + (f" (lambda {layer['lambda_in']:.4g} -> {layer['lambda_out']:.4g})" if "lambda_in" in layer else "")
 

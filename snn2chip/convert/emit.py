@@ -207,30 +207,51 @@ class Emitter:
 
 
 def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> tuple[Term, ...]:
-    r"""Spiking max pooling: the running maximum of the window's spike counts, built from IF neurons.
+    r"""Spiking max pooling: the running maximum of the window's spike counts, built from IF neurons
+    in a balanced tree of pairwise maxima, ``ceil(log2 k)`` hops deep for a window of ``k`` positions.
 
-    For the window's ``k`` positions, ``name.sel{j}`` (a depthwise ``nir.Conv2d`` with a one-hot
-    kernel, same stride and padding as the pool) picks position ``j``; IF neurons
-    ``name.max{j}`` (threshold 1, reset by subtraction) receive ``sel_j − Σ_{i<j} max_i`` (through
-    ``name.neg{i}``, ``nir.Scale(−1)``). With counts up to step t, ``M_j = M_{j−1} + R_j`` where
-    ``R_j = max(0, max_{τ≤t} (X_j − M_{j−1})(τ))``, so ``M_k = Σ_j R_j ≥ max_j X_j`` and equals
-    it whenever the count differences are monotone (exceeding it by the count fluctuation
-    otherwise, a few spikes independent of t). The pool's value is the sum of the ``max{j}``
-    outputs, scaled like its input (max pooling commutes with the positive scale λ).
+    ``name.sel{j}`` (a depthwise ``nir.Conv2d`` with a one-hot kernel, same stride and padding as
+    the pool) picks position ``j``. The positions ``[lo, hi)`` are split at ``m``; with ``A`` and
+    ``B`` the summed nodes whose counts are the maxima of the two halves, IF neurons
+    ``name.max{m}`` (threshold 1, reset by subtraction) receive ``B − A`` (``A`` through
+    ``nir.Scale(−1)`` nodes ``<node>.neg``), and ``A + max{m}`` is the maximum of ``[lo, hi)``.
+    With counts up to step t, ``max{m}`` fires ``R = max(0, max_{τ≤t} (B − A)(τ))``, so
+    ``A + R ≥ max(A, B)``, equal whenever the count difference is monotone (exceeding it by the
+    count fluctuation otherwise, a few spikes independent of t). The pool's value is ``sel0``,
+    copied by ``name.max0``, plus the ``max{m}`` of every split whose lower half starts at
+    position 0 (the tree's left spine, ``ceil(log2 k)`` of them). That is k populations, as a
+    chain of running maxima takes, but ``ceil(log2 k)`` deep instead of k, and no fewer hops can
+    do: with integer weights, a ReLU network needs ``ceil(log2 k)`` hidden layers to compute the
+    maximum of k numbers (Haase, Hertrich and Loho, ICLR 2023). The value is scaled like the
+    input (max pooling commutes with the positive scale λ).
     """
     channels = in_shape[0]
     kh, kw = p["kernel"]
-    terms, negs = [], []
+    sel = []
     for j in range(kh * kw):
         kernel = np.zeros((channels, 1, kh, kw), np.float32)
         kernel[:, 0, j // kw, j % kw] = 1
-        sel = em.put(f"{name}.sel{j}", nir.Conv2d(
+        sel.append(em.put(f"{name}.sel{j}", nir.Conv2d(
             input_shape=np.array(in_shape[1:]), weight=kernel, stride=np.array(p["stride"]),
             padding=np.array(p["padding"]), dilation=np.array((1, 1)), groups=channels,
-            bias=np.zeros(channels, np.float32)), [src.node], out_shape)
-        neuron = em.put(f"{name}.max{j}", if_node(out_shape), [sel, *negs], out_shape)
-        terms.append(Term(neuron, src.scale))
-        if j < kh * kw - 1:
-            negs.append(em.put(f"{name}.neg{j}", nir.Scale(scale=np.full(out_shape, -1, np.float32)), [neuron], out_shape))
-    em.report.append(dict(node=name, kind="maxpool", neurons=kh * kw, **{"lambda": src.scale}))
-    return tuple(terms)
+            bias=np.zeros(channels, np.float32)), [src.node], out_shape))
+    copy = em.put(f"{name}.max0", if_node(out_shape), [sel[0]], out_shape)
+    negated: dict[str, str] = {}
+
+    def negate(node: str) -> str:
+        if node not in negated:
+            negated[node] = em.put(f"{node}.neg", nir.Scale(scale=np.full(out_shape, -1, np.float32)), [node], out_shape)
+        return negated[node]
+
+    def maximum(lo: int, hi: int) -> list[str]:
+        """The nodes whose summed counts are the maximum of positions ``lo..hi-1``."""
+        if hi - lo == 1:
+            return [sel[lo]]
+        mid = lo + (hi - lo + 1) // 2
+        a, b = maximum(lo, mid), maximum(mid, hi)
+        return [*a, em.put(f"{name}.max{mid}", if_node(out_shape), [*b, *map(negate, a)], out_shape)]
+
+    nodes = [copy, *maximum(0, len(sel))[1:]]
+    em.report.append(dict(node=name, kind="maxpool", populations=len(sel), depth=max(1, (len(sel) - 1).bit_length()),
+                          **{"lambda": src.scale}))
+    return tuple(Term(n, src.scale) for n in nodes)
