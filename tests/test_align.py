@@ -133,6 +133,28 @@ def test_a_graded_delay_line_is_relays_of_one_to_one_unit_weights():
         assert (g.weight_exp, g.delays) == (0, None)
 
 
+def test_a_strided_delay_line_copies_only_the_positions_read():
+    """Every second row and column of a (2, 3, 3) source: (2, 2, 2) copies, the first reading
+    source neurons (c, 0|2, 0|2), the next one-to-one."""
+    src = Population("s", "lif", (2, 3, 3), vth=1)
+    last, pops, groups, depths = align.delay_line(src, 2, 0, {"s"}, every=(2, 2))
+    assert last == "s@2.every2x2" and [(p.name, p.shape) for p in pops] == [("s@1.every2x2", (2, 2, 2)),
+                                                                             ("s@2.every2x2", (2, 2, 2))]
+    first, second = groups
+    assert first.src == "s" and first.rows.tolist() == list(range(8))
+    assert first.cols.tolist() == [0, 2, 6, 8, 9, 11, 15, 17]
+    assert second.src == "s@1.every2x2" and second.rows.tolist() == second.cols.tolist() == list(range(8))
+
+
+def test_only_an_unpadded_strided_1x1_convolution_reads_a_grid():
+    def conv(kernel, stride, padding=(0, 0)):
+        return lower.FloatGroup("a", "b", "conv", np.ones((2, 2, *kernel)), ("c",), stride=stride, padding=padding)
+
+    assert align.read_grid(conv((1, 1), (2, 2))) == (2, 2) and align.read_grid(conv((1, 1), (1, 2))) == (1, 2)
+    assert align.read_grid(conv((1, 1), (1, 1))) is None and align.read_grid(conv((3, 3), (2, 2))) is None
+    assert align.read_grid(conv((1, 1), (2, 2), (1, 1))) is None
+
+
 def test_a_delay_line_already_built_adds_nothing():
     src = Population("s", "lif", (3,), vth=1, scale=2.0)
     assert align.delay_line(src, 2, 0, {"s", "s@1", "s@2"}) == ("s@2", [], [], {})

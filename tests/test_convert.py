@@ -278,6 +278,53 @@ def test_spiking_max_pooling_compiles_exactly(tmp_path):
     np.testing.assert_allclose(chip, floats * (chip.max() / floats.max()), rtol=1e-5)
 
 
+def compile_small_resnet(small_resnet, tmp_path: Path):
+    """The SmallResNet converted and compiled for Loihi 2 (graded inputs, 16 steps), and its inputs."""
+    path, x, _ = small_resnet
+    convert.write(convert.convert(path, x[:32].numpy()).graph, tmp_path / "small.nir")
+    _, net, _ = compiler.compile_file(tmp_path / "small.nir", "loihi2", Options(input_bits=6, input_scale=16, steps=16))
+    return x[32:].numpy(), net
+
+
+def test_a_downsampling_shortcut_waits_in_a_line_of_the_positions_it_reads(small_resnet, tmp_path, monkeypatch):
+    """The projection block's 1x1 stride-2 shortcut convolution reaches its join one hop early and
+    reads one input position in four: its delay line copies those 8x4x4 neurons. Counted as the
+    whole 8x8x8 block input, a line cost more than the convolution's explicit synapses, delayed
+    (2,048), which it then took; every model population fires exactly as it did with those."""
+    x, net = compile_small_resnet(small_resnet, tmp_path)
+    from snn2chip.passes import align
+    monkeypatch.setattr(align, "read_grid", lambda fg: None)
+    _, before = compile_small_resnet(small_resnet, tmp_path)
+    line = {p.name: p.shape for p in net.populations.values() if p.origin == "layer1.Relu_1"}
+    assert line == {"layer1.Relu_1@1.every2x2": (8, 4, 4)}
+    shortcut = {(g.dst, g.kind, g.stride) for g in net.groups if g.src == "layer1.Relu_1@1.every2x2"}
+    assert shortcut == {("layer2.Relu_1", "conv", (1, 1))}  # its excitatory and inhibitory halves
+    assert not [p for p in before.populations.values() if p.origin == "layer1.Relu_1"]
+    explicit = [g for g in before.groups if g.src == "layer1.Relu_1" and g.dst == "layer2.Relu_1"]
+    assert {(g.kind, tuple(np.unique(g.delays))) for g in explicit} == {("sparse", (1,))}
+    assert sum(g.weights.size for g in explicit) == 2048
+    model = [p for p, pop in net.populations.items() if pop.role == "model" and pop.kind != "input"]
+    inputs = fidelity.chip_inputs(net, x, 16)
+    ours, theirs = (simulator.simulate(n, inputs, record=model, probe=["readout"]) for n in (net, before))
+    assert ours["layer2.Relu_1"].any() and ours["readout.v"].any()
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
+@pytest.mark.lava
+def test_a_converted_resnet_with_a_strided_delay_line_simulator_equals_lava(small_resnet, tmp_path):
+    from snn2chip.backends.lava import run_lava
+
+    x, net = compile_small_resnet(small_resnet, tmp_path)
+    inputs = fidelity.chip_inputs(net, x[:2], 16)
+    record = ["layer1.Relu_1@1.every2x2", "layer2.Relu_1"]
+    sim = simulator.simulate(net, inputs, record=record, probe=["readout"])
+    lava = run_lava(net, inputs, record=record, probe=["readout"])
+    assert all(sim[p].any() for p in record) and sorted(sim) == sorted(lava)
+    for key in sim:
+        np.testing.assert_array_equal(sim[key], lava[key], err_msg=key)
+
+
 def _same_nir(a: nir.NIRGraph, b: nir.NIRGraph, names: bool = True) -> None:
     """``a`` and ``b`` have the same nodes (in order; by name unless ``names`` is False), edges and
     parameters, bit for bit."""

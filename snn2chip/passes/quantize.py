@@ -161,10 +161,14 @@ def _paths(ctx: Context, pop: str, n: scales.Neuron, alpha: float, incoming: lis
     correction = np.zeros(shape)
     pops, groups, depth, reports, delayed = {}, [], {}, [], []
     for (src, chain, rec, fg), wait in zip(incoming, timing.waits):
-        sender = src
+        sender, chip_fg = src, fg
         if wait.lag and not wait.synaptic:
-            sender, made, links, depths = align.delay_line(so_far.populations[src], wait.lag, so_far.depth[src],
-                                                           so_far.populations.keys() | pops.keys())
+            built = so_far.populations.keys() | pops.keys()
+            every = None if f"{src}@{wait.lag}" in built else align.read_grid(fg)
+            sender, made, links, depths = align.delay_line(so_far.populations[src], wait.lag, so_far.depth[src], built,
+                                                           every)
+            if every:  # the line holds the positions read: read them all
+                chip_fg = dataclasses.replace(fg, stride=(1, 1))
             pops.update((p.name, p) for p in made)
             groups += links
             depth.update(depths)
@@ -182,7 +186,7 @@ def _paths(ctx: Context, pop: str, n: scales.Neuron, alpha: float, incoming: lis
             if ctx.means is not None:
                 correction -= lower.apply_map(fg, (recon - part) / unit, ctx.means[src], src_shape).reshape(shape)
             name = weights.unique(f"{pop}<-{sender}{suffix}", so_far.names, {g.name for g in groups})
-            group = weights.synapse_group(name, fg, ints, exp, common, delay, (src_shape, shape))
+            group = weights.synapse_group(name, chip_fg, ints, exp, common, delay, (src_shape, shape))
             groups.append(group)
             error = None if moments is None else rounding.input_error(recon - part, part, moments)
             reports.append(weights.group_report(group, exp, part, recon, unit, through=tuple(chain), recurrent=rec,
