@@ -208,7 +208,8 @@ class Emitter:
 
 def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> tuple[Term, ...]:
     r"""Spiking max pooling: the running maximum of the window's spike counts, built from IF neurons
-    in a balanced tree of pairwise maxima, ``ceil(log2 k)`` hops deep for a window of ``k`` positions.
+    in a balanced tree of pairwise maxima, ``ceil(log2 k) + 1`` hops deep for a window of ``k``
+    positions.
 
     ``name.sel{j}`` (a depthwise ``nir.Conv2d`` with a one-hot kernel, same stride and padding as
     the pool) picks position ``j``. The positions ``[lo, hi)`` are split at ``m``; with ``A`` and
@@ -217,13 +218,17 @@ def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> 
     ``nir.Scale(−1)`` nodes ``<node>.neg``), and ``A + max{m}`` is the maximum of ``[lo, hi)``.
     With counts up to step t, ``max{m}`` fires ``R = max(0, max_{τ≤t} (B − A)(τ))``, so
     ``A + R ≥ max(A, B)``, equal whenever the count difference is monotone (exceeding it by the
-    count fluctuation otherwise, a few spikes independent of t). The pool's value is ``sel0``,
-    copied by ``name.max0``, plus the ``max{m}`` of every split whose lower half starts at
-    position 0 (the tree's left spine, ``ceil(log2 k)`` of them). That is k populations, as a
-    chain of running maxima takes, but ``ceil(log2 k)`` deep instead of k, and no fewer hops can
-    do: with integer weights, a ReLU network needs ``ceil(log2 k)`` hidden layers to compute the
-    maximum of k numbers (Haase, Hertrich and Loho, ICLR 2023). The value is scaled like the
-    input (max pooling commutes with the positive scale λ).
+    count fluctuation otherwise, a few spikes independent of t). The pool's value, the maximum of
+    all k, is ``sel0`` plus the ``max{m}`` of every split whose lower half starts at position 0
+    (the tree's left spine, ``ceil(log2 k)`` of them); IF neurons ``name`` (threshold 1, reset by
+    subtraction) fire it as one spike train, as for any ReLU of the network (the count stays at
+    most one per step, the input's largest rate). That is k populations, as a chain of running
+    maxima takes, but ``ceil(log2 k) + 1`` deep instead of k, and the maximum itself takes no
+    fewer hops: with integer weights, a ReLU network needs ``ceil(log2 k)`` hidden layers to
+    compute the maximum of k numbers (Haase, Hertrich and Loho, ICLR 2023). The consumers read
+    one population, where a sum of the spine's would make the relay strategy add a relay and
+    the expand strategy give every consumer a group (and a wait) per term. The value is scaled
+    like the input (max pooling commutes with the positive scale λ).
     """
     channels = in_shape[0]
     kh, kw = p["kernel"]
@@ -235,7 +240,6 @@ def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> 
             input_shape=np.array(in_shape[1:]), weight=kernel, stride=np.array(p["stride"]),
             padding=np.array(p["padding"]), dilation=np.array((1, 1)), groups=channels,
             bias=np.zeros(channels, np.float32)), [src.node], out_shape))
-    copy = em.put(f"{name}.max0", if_node(out_shape), [sel[0]], out_shape)
     negated: dict[str, str] = {}
 
     def negate(node: str) -> str:
@@ -251,7 +255,7 @@ def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> 
         a, b = maximum(lo, mid), maximum(mid, hi)
         return [*a, em.put(f"{name}.max{mid}", if_node(out_shape), [*b, *map(negate, a)], out_shape)]
 
-    nodes = [copy, *maximum(0, len(sel))[1:]]
-    em.report.append(dict(node=name, kind="maxpool", populations=len(sel), depth=max(1, (len(sel) - 1).bit_length()),
+    pool = em.put(name, if_node(out_shape), maximum(0, len(sel)), out_shape)
+    em.report.append(dict(node=name, kind="maxpool", populations=len(sel), depth=(len(sel) - 1).bit_length() + 1,
                           **{"lambda": src.scale}))
-    return tuple(Term(n, src.scale) for n in nodes)
+    return (Term(pool, src.scale),)
