@@ -221,8 +221,9 @@ def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> 
     count fluctuation otherwise, a few spikes independent of t). The pool's value, the maximum of
     all k, is ``sel0`` plus the ``max{m}`` of every split whose lower half starts at position 0
     (the tree's left spine, ``ceil(log2 k)`` of them); IF neurons ``name`` (threshold 1, reset by
-    subtraction) fire it as one spike train, as for any ReLU of the network (the count stays at
-    most one per step, the input's largest rate). That is k populations, as a chain of running
+    subtraction) fire it as one spike train, as for any ReLU of the network (a running maximum
+    of spike counts grows by at most one per step; an excess fires on later steps). That is k
+    populations, as a chain of running
     maxima takes, but ``ceil(log2 k) + 1`` deep instead of k, and the maximum itself takes no
     fewer hops: with integer weights, a ReLU network needs ``ceil(log2 k)`` hidden layers to
     compute the maximum of k numbers (Haase, Hertrich and Loho, ICLR 2023). The consumers read
