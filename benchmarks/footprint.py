@@ -92,6 +92,7 @@ def line(label: str, target: str, report: dict, seconds: float, gib: float) -> s
     model = report["model_neurons"]
     return (f"| {label} | {target} | {report['strategy']} | {model:,} | {report['neurons']:,} "
             f"({report['neurons'] / model:.2f}×) | {roles.get('relay', 0):,} | {roles.get('delay', 0):,} | "
+            f"{roles.get('pool', 0):,} | "
             f"{report['synapses']:,} | {part['cores']:,} | {volume:,} ({part['cores'] / volume:.3f}) | "
             f"{layer:,} ({part['cores'] / layer:.3f}) | {seconds:.1f} s | {gib:.2f} GiB |")
 
@@ -101,9 +102,9 @@ def main() -> None:
     parser.add_argument("--only", choices=("zoo", "scale", "resnet18"))
     parser.add_argument("--out-dir", type=Path, default=ROOT / "out" / "footprint")
     args = parser.parse_args()
-    print("| model | target | strategy | model neurons | chip neurons | relay | delay | synapses | cores | "
+    print("| model | target | strategy | model neurons | chip neurons | relay | delay | pool | synapses | cores | "
           "volume bound (cores/bound) | one-layer bound (cores/bound) | compile | peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, target, path, extra in rows(args.only):
         build = args.out_dir / f"{path.stem}-{target}"
         shutil.rmtree(build, ignore_errors=True)

@@ -227,7 +227,7 @@ def test_chip_ir_rejects_newer_and_broken_files(tmp_path):
         f.attrs["format_version"] = chip.FORMAT_VERSION + 1
     with pytest.raises(ModelError) as info:
         chip.load(path)
-    assert str(info.value) == (f"{path}: written in chip IR format 5 by a newer snn2chip; this one reads format 4")
+    assert str(info.value) == (f"{path}: written in chip IR format 6 by a newer snn2chip; this one reads format 5")
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = chip.FORMAT_VERSION
         del f["groups/c1"]

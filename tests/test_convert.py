@@ -229,7 +229,8 @@ def test_max_pooling_is_a_tree_of_pairwise_maxima_three_hops_deep(tmp_path):
     = IF(sel0 + max1 + max2), three hops deep (4 as a chain of running maxima), is all the
     read-out reads."""
     _, _, net = compiled_max_pooling(tmp_path)
-    assert {p.role for p in net.populations.values()} == {"model"}
+    assert {p: pop.role for p, pop in net.populations.items() if p.startswith("0.MaxPool")} == {
+        "0.MaxPool": "model", **{f"0.MaxPool.max{j}": "pool" for j in (1, 2, 3)}}
     reads: dict[str, set] = {}
     for g in net.groups:
         if g.dst.startswith("0.MaxPool"):

@@ -45,7 +45,7 @@ def lif(name: str = "p", shape=(2,), **fields) -> Population:
     (dict(reset="hold"), "reset 'hold' (vsub 0) is not 'zero', or 'subtract' on a lif with vsub > 0"),
     (dict(role="delay"), "role 'delay' with origin '': a delay copy, and only one, names its origin"),
     (dict(origin="q"), "role 'model' with origin 'q': a delay copy, and only one, names its origin"),
-    (dict(role="helper"), "population role 'helper' is not one of model, readout, relay, delay, bias"),
+    (dict(role="helper"), "population role 'helper' is not one of model, readout, relay, delay, pool, bias"),
     (dict(bias_mant=np.zeros(3, int)), "bias_mant shape (3,) is not the population shape (2,)"),
     (dict(bias_mant=np.zeros(2)), "field 'bias_mant' holds float64 values; expected integers"),
     (dict(bias_mant=np.array([4096, 0])), "field 'bias_mant' holds values in [0, 4096]; expected [-4096, 4095]"),

@@ -44,10 +44,10 @@ def test_build_report_keys(tmp_path, capsys):
     assert len(out.splitlines()) <= 10 and "(per layer: -v or report.md)" in out  # short, whatever the depth
     # the helper overhead: the roles add up, and the model's neurons are what inspect counts
     assert sum(report["neurons_by_role"].values()) == report["neurons"]
-    assert set(report["neurons_by_role"]) == {"model", "readout", "relay", "delay", "bias"}
+    assert set(report["neurons_by_role"]) == {"model", "readout", "relay", "delay", "pool", "bias"}
     assert main(["inspect", str(ZOO / "sew_and.nir"), "--json"]) == 0
     assert report["model_neurons"] == json.loads(capsys.readouterr().out)["totals"]["neurons"] == 10762
-    assert "(1.00x the NIR model's 10,762; by role: model 10,762, readout 0, relay 0, delay 0, bias 1)" in out
+    assert "(1.00x the NIR model's 10,762; by role: model 10,762, bias 1)" in out
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from snn2chip.chip import loihi
 from snn2chip.frontend import shapes
 from snn2chip.errors import InternalError
 
-FORMAT_VERSION = 4  # 3: roles, depths and outputs as fields; 4: the readout role; versions 1 to 3 still load
+FORMAT_VERSION = 5  # 3: roles, depths and outputs as fields; 4: the readout role; 5: the pool role; 1 to 4 still load
 
 #: Population kinds. ``input``: values injected from outside (spikes, or graded payloads);
 #: ``lif``: Loihi's CUBA leaky integrate-and-fire neuron; ``relay``: forwards its summed input
@@ -44,7 +44,7 @@ KINDS, RESETS, GROUP_KINDS = get_args(Kind), get_args(Reset), get_args(GroupKind
 #: Output), not a neuron of the model; ``relay``: a sum the shortcut passes carry as a graded
 #: payload; ``delay``: a one-hop copy of ``origin`` in a delay line; ``bias``: the always-on
 #: neuron that feeds input biases.
-Role = Literal["model", "readout", "relay", "delay", "bias"]
+Role = Literal["model", "readout", "relay", "delay", "pool", "bias"]
 ROLES = get_args(Role)
 
 

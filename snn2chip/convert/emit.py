@@ -29,6 +29,7 @@ import numpy as np
 from snn2chip.convert.calibrate import Calibration
 from snn2chip.convert.onnx_graph import AnnGraph, Op
 from snn2chip.errors import ModelError
+from snn2chip.frontend import neurons
 
 #: ``v > IF_THRESHOLD`` is ``v >= 1`` in float32 (S-ResNet's neurons fire at the threshold).
 IF_THRESHOLD = np.nextafter(np.float32(1), np.float32(-np.inf))
@@ -47,10 +48,10 @@ def _f32(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float32)
 
 
-def if_node(shape) -> nir.IF:
-    """An IF neuron of threshold 1 (fires at ``v >= 1``) with reset by subtraction."""
+def if_node(shape, **metadata) -> nir.IF:
+    """An IF neuron of threshold 1 (fires at ``v >= 1``) with reset by subtraction; ``metadata``: more entries."""
     return nir.IF(r=np.ones(shape, np.float32), v_threshold=np.full(shape, IF_THRESHOLD, np.float32),
-                  v_reset=np.zeros(shape, np.float32), metadata={"reset": "subtract"})
+                  v_reset=np.zeros(shape, np.float32), metadata={"reset": "subtract", **metadata})
 
 
 def nir_name(onnx_name: str) -> str:
@@ -254,7 +255,8 @@ def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> 
             return [sel[lo]]
         mid = lo + (hi - lo + 1) // 2
         a, b = maximum(lo, mid), maximum(mid, hi)
-        return [*a, em.put(f"{name}.max{mid}", if_node(out_shape), [*b, *map(negate, a)], out_shape)]
+        stage = if_node(out_shape, **{neurons.POOL_STAGE: name})
+        return [*a, em.put(f"{name}.max{mid}", stage, [*b, *map(negate, a)], out_shape)]
 
     pool = em.put(name, if_node(out_shape), maximum(0, len(sel)), out_shape)
     em.report.append(dict(node=name, kind="maxpool", populations=len(sel), depth=(len(sel) - 1).bit_length() + 1,

@@ -38,6 +38,14 @@ from snn2chip.errors import ModelError
 NEURONS = (nir.I, nir.IF, nir.LI, nir.LIF, nir.CubaLI, nir.CubaLIF)
 #: Neuron nodes that spike and reset.
 RESETTING = (nir.IF, nir.LIF, nir.CubaLIF)
+#: Metadata key (value: the pool's node name) of a neuron node that is a stage of a converted max
+#: pool: a helper the converter wrote, not a layer of the model (population role ``pool``).
+POOL_STAGE = "snn2chip_pool_stage"
+
+
+def pool_stage(node: nir.NIRNode) -> bool:
+    """Whether ``node`` is a stage of a converted max pool (:data:`POOL_STAGE`)."""
+    return isinstance(node, NEURONS) and bool(node.metadata.get(POOL_STAGE))
 
 
 def spikes(node: nir.NIRNode) -> bool:

@@ -25,8 +25,10 @@ def parameter_count(node: nir.NIRNode) -> int:
 
 
 def model_neurons(graph: Graph) -> int:
-    """The neurons of the NIR model itself: the elements of its neuron and Threshold nodes."""
-    return sum(int(np.prod(graph.out_shapes[n])) for n, node in graph.nodes.items() if isinstance(node, NEURON_TYPES))
+    """The neurons of the NIR model itself: the elements of its neuron and Threshold nodes, without
+    the stages of a converted max pool (helpers, :func:`neurons.pool_stage`)."""
+    return sum(int(np.prod(graph.out_shapes[n])) for n, node in graph.nodes.items()
+               if isinstance(node, NEURON_TYPES) and not neurons.pool_stage(node))
 
 
 def summarize(graph: Graph) -> dict:

@@ -74,6 +74,7 @@ import numpy as np
 
 from snn2chip.chip import loihi
 from snn2chip.chip.ir import ChipNet, Population, SynapseGroup, readout_name
+from snn2chip.frontend import neurons
 from snn2chip.frontend.graph import Graph
 from snn2chip.passes import align, bias, context, lower, rounding, scales, shortcuts, weights
 from snn2chip.passes.context import Capabilities, Context, Options
@@ -125,8 +126,9 @@ def _population(ctx: Context, pop: str, n: scales.Neuron, alpha: float) -> tuple
                           syn_decay_error=syn_error, bias_exp=bias_exp,
                           bias_rel_rms_error=weights.rel(recon_bias - chip_bias, chip_bias), **threshold, **reset,
                           reset_error=abs(reset["vsub"] - alpha * n.theta) / abs(alpha * n.theta) if reset else None)
+    role = "pool" if neurons.pool_stage(ctx.graph.nodes[node]) else "model"
     return (Population(pop, "lif", shape, source=node, du=du, dv=dv, vth=vth, bias_mant=mant, bias_exp=bias_exp,
-                       scale=alpha, **reset), report)
+                       scale=alpha, role=role, **reset), report)
 
 
 @dataclasses.dataclass(frozen=True)

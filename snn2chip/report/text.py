@@ -92,10 +92,10 @@ def _fidelity_lines(fid: Fidelity, verbose: bool) -> list[str]:
 
 
 def roles(report: CompileReport) -> str:
-    """The chip's neurons by population role, against the NIR model's."""
+    """The chip's neurons by population role (the roles that have any), against the NIR model's."""
     t = report.totals
     return (f"{t.neurons / max(report.model_neurons, 1):.2f}x the NIR model's {report.model_neurons:,}; by role: "
-            + ", ".join(f"{role} {n:,}" for role, n in t.neurons_by_role.items()))
+            + ", ".join(f"{role} {n:,}" for role, n in t.neurons_by_role.items() if n))
 
 
 def compile_summary(report: CompileReport, output: str, verbose: bool = False) -> str:
