@@ -147,7 +147,7 @@ def test_scaling_factors_follow_the_s_resnet_rules(small_resnet):
     result = convert.convert(path, calib, compensation=1.1)
     lam = {k: np.percentile(v, 99.9) for k, v in _activations(model, x[:32]).items()}
     nodes = {name: node for name, node in result.graph.nodes.items()}
-    convs = sorted(n for n, node in nodes.items() if isinstance(node, nir.Conv2d) and ".sel" not in n)
+    convs = sorted(n for n, node in nodes.items() if isinstance(node, nir.Conv2d) and "MaxPool" not in n)
     ifs = sorted(n for n, node in nodes.items() if isinstance(node, nir.IF) and "MaxPool" not in n)
     assert len(convs) == 6 and len(ifs) == 5  # stem, 2 + 2 block convs, the projection; 5 ReLUs
     report = {entry["node"]: entry for entry in result.report["layers"]}
@@ -163,7 +163,7 @@ def test_scaling_factors_follow_the_s_resnet_rules(small_resnet):
         4: ((b2.conv2, b2.bn2), lam["layer2.relu1"], lam["layer2.relu2"]),
         5: ((b2.down[0], b2.down[1]), lam["layer1.relu2"], lam["layer2.relu2"]),
     }
-    order = [n for n in result.graph.nodes if isinstance(nodes[n], nir.Conv2d) and ".sel" not in n]
+    order = [n for n in result.graph.nodes if isinstance(nodes[n], nir.Conv2d) and "MaxPool" not in n]
     for i, ((conv, bn), lam_in, lam_out) in expected.items():
         w, b = _fold(conv, bn)
         node = nodes[order[i]]
@@ -194,32 +194,55 @@ def test_exported_resnet_with_max_pooling_converges_to_the_ann(small_resnet):
     np.testing.assert_array_equal(snn.argmax(1), ann.argmax(1))
 
 
-def test_spiking_max_pooling_counts_the_largest_rate(tmp_path):
-    """MaxPool(2) of a constant input read out by an identity Linear: the read-out / T is the
-    window maximum up to a few spikes / T (the float reference, 200 steps)."""
-    model = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 4, bias=False))
+#: pools tested: (pool, input size, IF populations: stages and the output)
+POOLS = {"2x2": (lambda: nn.MaxPool2d(2), 4, 4), "3x3 stride 2": (lambda: nn.MaxPool2d(3, 2, 1), 6, 5)}
+
+
+def pooling_model(kind: str) -> nn.Module:
+    """Max pool ``kind`` (:data:`POOLS`) read out by an identity Linear."""
+    pool, size, _ = POOLS[kind]
+    n = pool()(torch.zeros(1, 1, size, size)).numel()
+    model = nn.Sequential(pool(), nn.Flatten(), nn.Linear(n, n, bias=False))
     with torch.no_grad():
-        model[2].weight.copy_(torch.eye(4))
-    x = torch.rand(16, 1, 4, 4) * 0.9 + 0.05
+        model[2].weight.copy_(torch.eye(n))
+    return model
+
+
+@pytest.mark.parametrize("kind", POOLS)
+def test_spiking_max_pooling_counts_the_largest_rate(tmp_path, kind):
+    """A max pool of a constant input read out by an identity Linear: the read-out / T is the
+    window maximum up to a few spikes / T (the float reference, 200 steps)."""
+    model, (pool, size, populations) = pooling_model(kind), POOLS[kind]
+    x = torch.rand(16, 1, size, size) * 0.9 + 0.05
     path = export(model, x, tmp_path / "maxpool.onnx")
     result = convert.convert(path, x.numpy())
     lam_out = next(e for e in result.report["layers"] if e["kind"] == "gemm")["lambda_out"]
-    assert sum(isinstance(n, nir.IF) for n in result.graph.nodes.values()) == 4  # one IF population per window position
+    assert sum(isinstance(n, nir.IF) for n in result.graph.nodes.values()) == populations
     steps = 200
     out = reference.run(convert.graph_of(result), x.numpy(), steps, record=["readout"])["readout"][:, -1] * lam_out / steps
-    want = nn.functional.max_pool2d(x, 2).reshape(16, 4).numpy()
+    want = pool()(x).reshape(16, -1).numpy()
     assert np.abs(out - want).max() <= 4 / steps
 
 
-def compiled_max_pooling(tmp_path):
-    """MaxPool(2) read out by an identity Linear, converted and compiled; exact graded inputs (k/16)."""
-    model = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4, 4, bias=False))
-    with torch.no_grad():
-        model[2].weight.copy_(torch.eye(4))
-    x = torch.randint(1, 16, (16, 1, 4, 4), generator=torch.Generator().manual_seed(0)).float() / 16
-    convert.write(convert.convert(export(model, x, tmp_path / "mp.onnx"), x.numpy()).graph, tmp_path / "mp.nir")
+def compiled_max_pooling(tmp_path, kind: str = "2x2"):
+    """Max pool ``kind`` read out by an identity Linear, converted and compiled; exact graded inputs (k/16)."""
+    size = POOLS[kind][1]
+    x = torch.randint(1, 16, (16, 1, size, size), generator=torch.Generator().manual_seed(0)).float() / 16
+    convert.write(convert.convert(export(pooling_model(kind), x, tmp_path / "mp.onnx"), x.numpy()).graph,
+                  tmp_path / "mp.nir")
     graph, net, _ = compiler.compile_file(tmp_path / "mp.nir", "loihi2", Options(input_bits=6, input_scale=16, steps=64))
     return x.numpy(), graph, net
+
+
+def test_a_3x3_pool_of_stride_2_takes_rows_then_columns(tmp_path):
+    """MaxPool(3, 2, 1) of 6x6: two stages over the three columns of every input row (1x6x3), two
+    over the three rows of their result (1x3x3): 54 stage neurons, not the one tree's 8 x 9 = 72;
+    as deep (2 + 2 hops, then the output)."""
+    _, _, net = compiled_max_pooling(tmp_path, "3x3 stride 2")
+    pool = {p: (pop.role, pop.shape, net.depth[p]) for p, pop in net.populations.items() if p.startswith("0.MaxPool")}
+    assert pool == {"0.MaxPool.hmax1": ("pool", (1, 6, 3), 1), "0.MaxPool.hmax2": ("pool", (1, 6, 3), 2),
+                    "0.MaxPool.vmax1": ("pool", (1, 3, 3), 3), "0.MaxPool.vmax2": ("pool", (1, 3, 3), 4),
+                    "0.MaxPool": ("model", (1, 3, 3), 5)}
 
 
 def test_max_pooling_is_a_tree_of_pairwise_maxima_three_hops_deep(tmp_path):
@@ -251,12 +274,13 @@ def test_max_pooling_is_a_tree_of_pairwise_maxima_three_hops_deep(tmp_path):
 
 
 @pytest.mark.lava
-def test_compiled_max_pooling_simulator_equals_lava(tmp_path):
+@pytest.mark.parametrize("kind", POOLS)
+def test_compiled_max_pooling_simulator_equals_lava(tmp_path, kind):
     from snn2chip.backends.lava import run_lava
 
-    x, _, net = compiled_max_pooling(tmp_path)
+    x, _, net = compiled_max_pooling(tmp_path, kind)
     inputs = fidelity.chip_inputs(net, x[:2], 20)
-    stages = ["0.MaxPool"] + [f"0.MaxPool.max{j}" for j in range(1, 4)]
+    stages = [p for p in net.populations if p.startswith("0.MaxPool")]
     sim = simulator.simulate(net, inputs, record=stages, probe=["readout"])
     lava = run_lava(net, inputs, record=stages, probe=["readout"])
     assert all(sim[p].any() for p in stages) and sorted(sim) == sorted(lava)
@@ -264,13 +288,15 @@ def test_compiled_max_pooling_simulator_equals_lava(tmp_path):
         np.testing.assert_array_equal(sim[key], lava[key], err_msg=key)
 
 
-def test_spiking_max_pooling_compiles_exactly(tmp_path):
+@pytest.mark.parametrize("kind", POOLS)
+def test_spiking_max_pooling_compiles_exactly(tmp_path, kind):
     """On exact graded inputs (k/16), the compiled max pooling fires spike for spike as in float,
     and the read-out's membrane at the last step is the float one times one constant (so equal
     maxima tie on chip as in float; the float sums of the tree's terms differ in the last bits)."""
-    x, graph, net = compiled_max_pooling(tmp_path)
+    x, graph, net = compiled_max_pooling(tmp_path, kind)
     fid = fidelity.fidelity(graph, net, x, 64)
-    assert sorted(layer.population for layer in fid.layers) == ["0.MaxPool"] + [f"0.MaxPool.max{j}" for j in range(1, 4)]
+    stages = [p for p in net.populations if p.startswith("0.MaxPool")]
+    assert len(stages) == POOLS[kind][2] and sorted(layer.population for layer in fid.layers) == sorted(stages)
     assert all(layer.spike_agreement == 1.0 for layer in fid.layers)
     out, key = fidelity.readout(graph, net)
     chip = simulator.simulate(net, fidelity.chip_inputs(net, x, 64), probe=[out])[key]

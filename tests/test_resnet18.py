@@ -60,12 +60,13 @@ def test_convert_compile_run_on_the_simulator(built, capsys):
     report = json.loads((tmp / "build" / "report.json").read_text())
     depth = report["pipeline_depth"]
     assert depth > 18  # 18 layers, a hop or more each
-    # helpers: the 3x3 max pool's 8 stages of 64x8x8 (their window selections wait in synaptic delays,
-    # not delay lines), the downsampling shortcuts' delay lines of the positions they read (64x4x4,
-    # 128x2x2, 256x1x1) and the always-on bias neuron; no relay
+    # helpers: the 3x3 max pool's stages, 2 of 64x16x8 over each input row's columns and 2 of 64x8x8
+    # over their rows (window selections wait in synaptic delays, not delay lines), the downsampling
+    # shortcuts' delay lines of the positions they read (64x4x4, 128x2x2, 256x1x1) and the
+    # always-on bias neuron; no relay
     roles = report["neurons_by_role"]
     assert roles == {"model": report["model_neurons"], "readout": 0, "relay": 0, "delay": 1024 + 512 + 256,
-                     "pool": 8 * 64 * 8 * 8, "bias": 1}
+                     "pool": 64 * (2 * 16 * 8 + 2 * 8 * 8), "bias": 1}
     assert report["model_neurons"] == 51_210 and report["neurons"] == sum(roles.values())
 
     # the issue's command: constant images, here held for T + D steps so the last float step leaves the chip

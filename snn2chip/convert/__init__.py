@@ -31,9 +31,10 @@ largest accumulated input count exceeds the output's count (its output count tra
 the input counts). That gate is not an IF neuron nor a linear map, so it cannot be written in
 NIR; :func:`.emit.maxpool` computes the same quantity, the running maximum of the window's spike
 counts, from IF neurons and one-hot depthwise convolutions, which the compiler lowers like any
-other layer: a balanced tree of pairwise maxima, ``ceil(log2 k)`` populations deep, and one IF
-population that fires the pool's value (a 3×3 pool: 9 populations, 5 deep; a chain of running
-maxima was 9 deep, and its value a sum of all 9).
+other layer: balanced trees of pairwise maxima, over the window's rows and then its columns
+where that takes fewer neurons, and one IF population that fires the pool's value (a 3×3 pool of
+stride 2: 5 populations, 6 output sizes of neurons before the output, 5 deep; a chain of running
+maxima was 9 populations of the output's size, 9 deep, and its value a sum of all 9).
 
 Unsupported operators fail with their name and node (``node 'X' (op LRN): unsupported operator``).
 """

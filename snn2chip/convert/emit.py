@@ -209,56 +209,99 @@ class Emitter:
 
 def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> tuple[Term, ...]:
     r"""Spiking max pooling: the running maximum of the window's spike counts, built from IF neurons
-    in a balanced tree of pairwise maxima, ``ceil(log2 k) + 1`` hops deep for a window of ``k``
-    positions.
+    in balanced trees of pairwise maxima, and one IF population ``name`` that fires it.
 
-    ``name.sel{j}`` (a depthwise ``nir.Conv2d`` with a one-hot kernel, same stride and padding as
-    the pool) picks position ``j``. The positions ``[lo, hi)`` are split at ``m``; with ``A`` and
-    ``B`` the summed nodes whose counts are the maxima of the two halves, IF neurons
-    ``name.max{m}`` (threshold 1, reset by subtraction) receive ``B − A`` (``A`` through
-    ``nir.Scale(−1)`` nodes ``<node>.neg``), and ``A + max{m}`` is the maximum of ``[lo, hi)``.
-    With counts up to step t, ``max{m}`` fires ``R = max(0, max_{τ≤t} (B − A)(τ))``, so
+    A tree over values ``X_lo..X_{hi-1}`` (each the summed counts of some nodes) splits them at
+    ``m``; with ``A`` and ``B`` the nodes whose summed counts are the maxima of the two halves, IF
+    neurons ``<stage>{m}`` (threshold 1, reset by subtraction) receive ``B − A`` (``A`` through
+    ``nir.Scale(−1)`` nodes ``<node>.neg``), and ``A + <stage>{m}`` is the maximum of the whole.
+    With counts up to step t, ``<stage>{m}`` fires ``R = max(0, max_{τ≤t} (B − A)(τ))``, so
     ``A + R ≥ max(A, B)``, equal whenever the count difference is monotone (exceeding it by the
-    count fluctuation otherwise, a few spikes independent of t). The pool's value, the maximum of
-    all k, is ``sel0`` plus the ``max{m}`` of every split whose lower half starts at position 0
-    (the tree's left spine, ``ceil(log2 k)`` of them); IF neurons ``name`` (threshold 1, reset by
-    subtraction) fire it as one spike train, as for any ReLU of the network (a running maximum
-    of spike counts grows by at most one per step; an excess fires on later steps). That is k
-    populations, as a chain of running
-    maxima takes, but ``ceil(log2 k) + 1`` deep instead of k, and the maximum itself takes no
-    fewer hops: with integer weights, a ReLU network needs ``ceil(log2 k)`` hidden layers to
-    compute the maximum of k numbers (Haase, Hertrich and Loho, ICLR 2023). The consumers read
-    one population, where a sum of the spine's would make the relay strategy add a relay and
-    the expand strategy give every consumer a group (and a wait) per term. The value is scaled
-    like the input (max pooling commutes with the positive scale λ).
+    count fluctuation otherwise, a few spikes independent of t). A tree over k values is
+    ``ceil(log2 k)`` deep, and no fewer hops can do: with integer weights, a ReLU network needs
+    ``ceil(log2 k)`` hidden layers to compute the maximum of k numbers (Haase, Hertrich and Loho,
+    ICLR 2023).
+
+    - **One tree** over the window's ``k = kh·kw`` positions: ``name.sel{j}`` (a depthwise
+      ``nir.Conv2d`` with a one-hot kernel, the pool's stride and padding) picks position ``j``;
+      stages ``name.max{m}``, ``k − 1`` populations of the output's size.
+    - **Rows, then columns** where that takes fewer neurons (kernel rows above the stride, as a
+      3×3 pool of stride 2): a tree over ``kw`` one-hot ``1×kw`` selections of every input row
+      (stages ``name.hmax{m}``, ``kw − 1`` populations of ``C × H_in × W_out``), then a tree over
+      the ``kh`` rows of its result (stages ``name.vmax{m}``, ``kh − 1`` of the output's size),
+      each row's value read through one-hot ``kh×1`` selections (``<node>.row{r}``; for the
+      input's own term, the one-hot ``kh×kw`` selection ``name.sel{r·kw}``). For a 3×3 pool of
+      stride 2: 6 output sizes of stages instead of 8, as deep (2 + 2 = ``ceil(log2 9)``).
+
+    The pool's value is the maximum's nodes summed (the trees' left spines and one selection);
+    IF neurons ``name`` fire it as one spike train, as for any ReLU of the network (a running
+    maximum of spike counts grows by at most one per step; an excess fires on later steps), so
+    its consumers read one population. Every stage is marked a pool stage
+    (:data:`neurons.POOL_STAGE`): a helper, not a layer of the model. The value is scaled like
+    the input (max pooling commutes with the positive scale λ).
     """
-    channels = in_shape[0]
-    kh, kw = p["kernel"]
-    sel = []
-    for j in range(kh * kw):
-        kernel = np.zeros((channels, 1, kh, kw), np.float32)
-        kernel[:, 0, j // kw, j % kw] = 1
-        sel.append(em.put(f"{name}.sel{j}", nir.Conv2d(
-            input_shape=np.array(in_shape[1:]), weight=kernel, stride=np.array(p["stride"]),
-            padding=np.array(p["padding"]), dilation=np.array((1, 1)), groups=channels,
-            bias=np.zeros(channels, np.float32)), [src.node], out_shape))
-    negated: dict[str, str] = {}
+    (kh, kw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
+    channels, rows = in_shape[0], in_shape[1]
+    pool = _Pool(em, name, src.node, in_shape)
+    if kh > 1 and kw > 1 and (kw - 1) * rows < kh * (kw - 1) * out_shape[1]:  # rows, then columns
+        cols = pool.maximum([[pool.onehot(f"{name}.hsel{c}", src.node, in_shape, (1, kw), (0, c), (1, sw), (0, pw))]
+                             for c in range(kw)], "hmax", (channels, rows, out_shape[2]))
 
-    def negate(node: str) -> str:
-        if node not in negated:
-            negated[node] = em.put(f"{node}.neg", nir.Scale(scale=np.full(out_shape, -1, np.float32)), [node], out_shape)
-        return negated[node]
+        def row(r: int) -> list[str]:  # row r of the window: the column maximum's terms, selected
+            first = pool.onehot(f"{name}.sel{r * kw}", src.node, in_shape, (kh, kw), (r, 0), (sh, sw), (ph, pw))
+            return [first, *(pool.onehot(f"{t}.row{r}", t, (channels, rows, out_shape[2]), (kh, 1), (r, 0), (sh, 1),
+                                         (ph, 0)) for t in cols[1:])]
 
-    def maximum(lo: int, hi: int) -> list[str]:
-        """The nodes whose summed counts are the maximum of positions ``lo..hi-1``."""
-        if hi - lo == 1:
-            return [sel[lo]]
-        mid = lo + (hi - lo + 1) // 2
-        a, b = maximum(lo, mid), maximum(mid, hi)
-        stage = if_node(out_shape, **{neurons.POOL_STAGE: name})
-        return [*a, em.put(f"{name}.max{mid}", stage, [*b, *map(negate, a)], out_shape)]
-
-    pool = em.put(name, if_node(out_shape), maximum(0, len(sel)), out_shape)
-    em.report.append(dict(node=name, kind="maxpool", populations=len(sel), depth=(len(sel) - 1).bit_length() + 1,
+        terms = pool.maximum([row(r) for r in range(kh)], "vmax", out_shape)
+    else:
+        terms = pool.maximum([[pool.onehot(f"{name}.sel{j}", src.node, in_shape, (kh, kw), divmod(j, kw), (sh, sw),
+                                           (ph, pw))] for j in range(kh * kw)], "max", out_shape)
+    node = em.put(name, if_node(out_shape), terms, out_shape)
+    em.report.append(dict(node=name, kind="maxpool", populations=pool.stages + 1, depth=pool.depth + 1,
                           **{"lambda": src.scale}))
-    return (Term(pool, src.scale),)
+    return (Term(node, src.scale),)
+
+
+class _Pool:
+    """The nodes of one spiking max pool (:func:`maxpool`): one-hot selections, stages, negations."""
+
+    def __init__(self, em: Emitter, name: str, src: str, in_shape):
+        self.em, self.name, self.src, self.in_shape = em, name, src, in_shape
+        self.negated: dict[str, str] = {}
+        self.stages = self.depth = 0
+
+    def onehot(self, name: str, src: str, shape, kernel, at, stride, padding) -> str:
+        """A depthwise conv of ``src`` (``shape``) picking kernel position ``at`` of ``kernel``."""
+        channels = shape[0]
+        weight = np.zeros((channels, 1, *kernel), np.float32)
+        weight[:, 0, at[0], at[1]] = 1
+        conv = nir.Conv2d(input_shape=np.array(shape[1:]), weight=weight, stride=np.array(stride),
+                          padding=np.array(padding), dilation=np.array((1, 1)), groups=channels,
+                          bias=np.zeros(channels, np.float32))
+        return self.em.put(name, conv, [src], _conv_out(shape, kernel, stride, padding))
+
+    def negate(self, node: str, shape) -> str:
+        if node not in self.negated:
+            self.negated[node] = self.em.put(f"{node}.neg", nir.Scale(scale=np.full(shape, -1, np.float32)), [node], shape)
+        return self.negated[node]
+
+    def maximum(self, values: list[list[str]], stage: str, shape) -> list[str]:
+        """The nodes whose summed counts are the maximum of ``values`` (each: nodes whose counts
+        sum to it), by a balanced tree of IF stages ``name.{stage}{m}`` of ``shape``."""
+        self.depth += (len(values) - 1).bit_length()
+
+        def tree(lo: int, hi: int) -> list[str]:
+            if hi - lo == 1:
+                return values[lo]
+            mid = lo + (hi - lo + 1) // 2
+            a, b = tree(lo, mid), tree(mid, hi)
+            self.stages += 1
+            node = if_node(shape, **{neurons.POOL_STAGE: self.name})
+            return [*a, self.em.put(f"{self.name}.{stage}{mid}", node, [*b, *(self.negate(x, shape) for x in a)], shape)]
+
+        return tree(0, len(values))
+
+
+def _conv_out(shape, kernel, stride, padding) -> tuple[int, int, int]:
+    """The output shape of a depthwise conv of ``shape`` (C, H, W)."""
+    return (shape[0], *((n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[1:], kernel, stride, padding)))
