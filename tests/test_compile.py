@@ -170,6 +170,48 @@ def test_compiled_fixtures_bit_exact_in_lava(request, build, x):
     assert sum(sim[p].sum() for p in lif) > 50
 
 
+def ms104_stem(tmp_path, monkeypatch):
+    """MS-ResNet-104's stem (conv3x3/2, conv3x3, conv3x3 + BN, no neuron between) and one
+    downsampling block (average pool, 1x1 conv) at width 4 on 1x16x16, compiled with relays where
+    a dense map would pass 64 x 64 entries (the stem's 4x8x8 maps then count as large)."""
+    from models.export import export
+    from models.layers import fold_bn
+    from models.ms_resnet import MSResNet
+    from tests.conftest import randomise_bn
+
+    torch.manual_seed(0)
+    model = MSResNet((1,), (4,), (2,), 2, input_shape=(1, 16, 16), stem="104", stem_width=4, downsample="avgpool")
+    randomise_bn(model, 1)
+    export(fold_bn(model), tmp_path / "m.nir")
+    monkeypatch.setattr(lower, "MAX_DENSE", 64 ** 2)
+    return compile_graph(snn2chip.load(tmp_path / "m.nir"), Options(strategy="relay"))[0]
+
+
+def test_the_stems_last_conv_composes_with_the_shortcuts_average_pool(tmp_path, monkeypatch):
+    """The padded stem convolutions need relays between them, but the last one reaches the
+    downsampling shortcut through an unpadded 2x2 average pool and an unpadded 1x1 conv: one 4x4
+    kernel of stride 2, so no relay carries the stem's output (the first block's sn1 reads the
+    conv directly)."""
+    net = ms104_stem(tmp_path, monkeypatch)
+    assert [p for p, pop in net.populations.items() if pop.role == "relay"] == [
+        "conv1.0.relay", "conv1.1.relay", "layer1.0.downsample.1.relay", "layer1.0.stream"]
+    convs = {(g.src, g.dst): (g.weights.shape[2:], g.stride, g.padding) for g in net.groups if g.kind == "conv"}
+    assert convs[("conv1.1.relay", "layer1.0.downsample.1.relay")] == ((4, 4), (2, 2), (1, 1))
+    assert convs[("conv1.1.relay", "layer1.0.sn1")] == ((3, 3), (1, 1), (1, 1))
+
+
+@pytest.mark.lava
+def test_the_composed_stem_is_bit_exact_in_lava(tmp_path, monkeypatch):
+    net = ms104_stem(tmp_path, monkeypatch)
+    x = (np.random.default_rng(0).random((2, 8, 1, 16, 16)) < 0.4).astype(np.float32)
+    record = [p for p, pop in net.populations.items() if pop.kind != "input" and pop.role != "bias"]
+    sim = simulate(net, x, record=record)
+    lava = run_lava(net, x, record=record)
+    assert all(sim[p].any() for p in ("layer1.0.sn1", "layer1.0.downsample.1.relay"))
+    for key in sim:
+        np.testing.assert_array_equal(sim[key], lava[key], err_msg=key)
+
+
 def _error(graph) -> str:
     with pytest.raises(ModelError) as info:
         compile_graph(graph)

@@ -234,6 +234,42 @@ def test_an_unpadded_conv_after_a_conv_composes_into_one_exact_kernel(monkeypatc
     assert relays.insert(padded, CAPS).predecessors("s") == ["c1.relay"]
 
 
+def _conv_pool_conv(pool_padding: int = 0, kernel: int = 2):
+    """conv c1 (3x3, padded) -> per-channel Scale -> AvgPool (``kernel``, stride 2) -> per-channel
+    Scale -> unpadded 1x1 conv c2 -> neuron, on a (3, 8, 8) input: MS-ResNet-104's stem
+    convolution and the average pool and convolution of its first downsampling shortcut."""
+    rng = np.random.default_rng(4)
+    pool = nir.AvgPool2d(kernel_size=np.array([kernel, kernel]), stride=np.array([2, 2]),
+                         padding=np.array([pool_padding, pool_padding]))
+    out = (8 + 2 * pool_padding - kernel) // 2 + 1
+    nodes, edges = chain(("c1", conv(rng.normal(size=(2, 3, 3, 3)), padding=1)),
+                         ("s1", nir.Scale(scale=np.array([2.0, -0.5])[:, None, None] * np.ones((2, 8, 8)))),
+                         ("pool", pool),
+                         ("s2", nir.Scale(scale=np.array([1.5, 3.0])[:, None, None] * np.ones((2, out, out)))),
+                         ("c2", conv(rng.normal(size=(4, 2, 1, 1)))), ("n", neuron((4, out, out))),
+                         shape=(3, 8, 8), out=(4, out, out))
+    return make_graph(nodes, edges)
+
+
+def test_a_conv_an_unpadded_pool_and_an_unpadded_conv_compose_into_one_exact_kernel(monkeypatch):
+    """The pool's 2x2 windows tile the first conv's output, and the 1x1 conv is unpadded: one
+    4x4 kernel of stride 2 with the first conv's padding, equal to the chain on random inputs, and
+    no relay even where the dense map is too large. A padded pool, or windows that do not tile
+    the map, do not compose (the relay carries the first conv's output)."""
+    graph = _conv_pool_conv()
+    path = ("c1", "s1", "pool", "s2", "c2")
+    monkeypatch.setattr(lower, "MAX_DENSE", 10)
+    assert lower.composable(graph, path) and relays.insert(graph, CAPS) is graph
+    fg = lower.lower_path(graph, lower.populations(graph), "input", "n", path)
+    assert (fg.kind, fg.weights.shape, fg.stride, fg.padding) == ("conv", (4, 3, 4, 4), (2, 2), (1, 1))
+    x = torch.from_numpy(np.random.default_rng(5).normal(size=(1, 3, 8, 8)))
+    np.testing.assert_allclose(lower.apply_map(fg, fg.weights, x.reshape(-1).numpy(), (3, 8, 8)),
+                               lower._push(graph, path, x).reshape(-1).numpy(), rtol=1e-12)
+    for other in (_conv_pool_conv(pool_padding=1), _conv_pool_conv(kernel=3)):
+        assert not lower.composable(other, path)
+        assert relays.insert(other, CAPS).predecessors("s1") == ["c1.relay"]
+
+
 def _ms_block(channels: int, stride: int):
     """An MS-ResNet block on a (2, 4, 4) input under the relay strategy: input -> sn1 -> conv1 ->
     sn2 -> conv2 -> stream (a relay join) <- down (1x1 conv, ``channels``, ``stride``) <- input."""

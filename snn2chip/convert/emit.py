@@ -282,7 +282,8 @@ class _Pool:
 
     def negate(self, node: str, shape) -> str:
         if node not in self.negated:
-            self.negated[node] = self.em.put(f"{node}.neg", nir.Scale(scale=np.full(shape, -1, np.float32)), [node], shape)
+            minus = nir.Scale(scale=np.full(shape, -1, np.float32))
+            self.negated[node] = self.em.put(f"{node}.neg", minus, [node], shape)
         return self.negated[node]
 
     def maximum(self, values: list[list[str]], stage: str, shape) -> list[str]:
@@ -297,7 +298,8 @@ class _Pool:
             a, b = tree(lo, mid), tree(mid, hi)
             self.stages += 1
             node = if_node(shape, **{neurons.POOL_STAGE: self.name})
-            return [*a, self.em.put(f"{self.name}.{stage}{mid}", node, [*b, *(self.negate(x, shape) for x in a)], shape)]
+            inputs = [*b, *(self.negate(x, shape) for x in a)]
+            return [*a, self.em.put(f"{self.name}.{stage}{mid}", node, inputs, shape)]
 
         return tree(0, len(values))
 

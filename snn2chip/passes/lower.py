@@ -156,35 +156,48 @@ def _as_conv(graph: Graph, src: str, dst: str, chain: tuple[str, ...], compose: 
         if composed is None:
             return None
         weights, stride, padding = composed
+    between = None  # a pool between the last conv composed and the next
     for at, end in zip(convs, [*convs[1:], len(chain)]):
         if at != convs[0]:
             later = graph.nodes[chain[at]]
-            weights = _compose_conv(weights, stride, np.asarray(later.weight, dtype=np.float64))
-            stride = tuple(a * b for a, b in zip(stride, shapes.ints(later.stride, 2, "stride")))
+            kernel, step = np.asarray(later.weight, dtype=np.float64), shapes.ints(later.stride, 2, "stride")
+            if between is not None:  # exact: composable() checked it
+                kernel, step, _ = _compose_pool(graph, between, kernel, step, (0, 0), (1, 1))
+            weights = _compose_conv(weights, stride, kernel)
+            stride = tuple(a * b for a, b in zip(stride, step))
         after = chain[at + 1 : end]
-        if any(not isinstance(graph.nodes[n], nir.Scale) for n in after):
+        pools = [n for n in after if isinstance(graph.nodes[n], (nir.SumPool2d, nir.AvgPool2d))]
+        if len(pools) > 1 or (pools and end == len(chain)) or any(
+                not isinstance(graph.nodes[n], nir.Scale) for n in after if n not in pools):
             return None
+        between = pools[0] if pools else None
         for name in after:
-            factor = _elementwise_scale(graph, name)
-            if factor is None:
-                return None
-            weights *= factor[:, None, None, None]
+            if name not in pools:  # per channel: it commutes with the pool
+                factor = _elementwise_scale(graph, name)
+                if factor is None:
+                    return None
+                weights *= factor[:, None, None, None]
     return FloatGroup(src, dst, "conv", weights, chain, stride, padding, dilation, groups)
 
 
 def composable(graph: Graph, segment: tuple[str, ...]) -> bool:
-    """Whether ``segment`` (Conv2d, Scales, Conv2d) is exactly one convolution: both convolutions
-    ungrouped and undilated, the second unpadded (it then reads only positions the first computes,
-    never the zero padding between them), every Scale per channel."""
-    first, *between, second = (graph.nodes[n] for n in segment)
+    """Whether ``segment`` (Conv2d, Scales, at most one pool, Scales, Conv2d) is exactly one
+    convolution: both convolutions ungrouped and undilated, the second unpadded and the pool
+    unpadded, its windows tiling its input (the second then reads only positions the first
+    computes, never the zero padding between them), every Scale per channel."""
+    first, second = graph.nodes[segment[0]], graph.nodes[segment[-1]]
+    pools = [n for n in segment[1:-1] if isinstance(graph.nodes[n], (nir.SumPool2d, nir.AvgPool2d))]
 
     def plain(conv: nir.Conv2d) -> bool:
         return int(np.asarray(conv.groups).reshape(-1)[0]) == 1 and shapes.ints(conv.dilation, 2, "dilation") == (1, 1)
 
     return (isinstance(first, nir.Conv2d) and isinstance(second, nir.Conv2d) and plain(first) and plain(second)
-            and shapes.conv_padding(second, 2) == (0, 0)
+            and shapes.conv_padding(second, 2) == (0, 0) and len(pools) <= 1
             and all(isinstance(graph.nodes[n], nir.Scale) and _elementwise_scale(graph, n) is not None
-                    for n in segment[1:-1]))
+                    for n in segment[1:-1] if n not in pools)
+            and all(_compose_pool(graph, pool, np.asarray(second.weight, dtype=np.float64),
+                                  shapes.ints(second.stride, 2, "stride"), (0, 0), (1, 1)) is not None
+                    for pool in pools))
 
 
 def _compose_conv(first: np.ndarray, stride: tuple[int, int], second: np.ndarray) -> np.ndarray:

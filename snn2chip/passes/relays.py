@@ -7,7 +7,9 @@ already cut the stateless regions. A relay (an identity Scale marked by
 - a Conv2d whose output reaches another Conv2d through stateless non-relay nodes, when that
   output is too large for the composed map to be lowered as a dense matrix (``size**2 >
   lower.MAX_DENSE``), unless the path is a chain :func:`lower.composable` makes one convolution
-  (a padded convolution after another is not one convolution at the borders);
+  (a padded convolution after another is not one convolution at the borders; an unpadded pool
+  between them may be, as MS-ResNet-104's stem convolution before the average pool of its first
+  downsampling shortcut);
 - a pool that reaches an Affine/Linear when ``in size * out size > lower.MAX_DENSE``, or when
   the composed readout (``classifier outputs * pool input size`` weights, as
   :func:`lower._fc_as_conv` builds it) would not fit one core's synaptic memory (``core_weights``
@@ -112,7 +114,8 @@ def _chained(graph: Graph, core_weights: int) -> list[str]:
             if isinstance(graph.nodes[s], nir.Conv2d):
                 if not lower.composable(graph, (*chain, s)):
                     return True
-            elif open_node(s) and (len(pred[s]) > 1 or not isinstance(graph.nodes[s], nir.Scale)):
+            elif open_node(s) and (len(pred[s]) > 1
+                                   or not isinstance(graph.nodes[s], (nir.Scale, nir.SumPool2d, nir.AvgPool2d))):
                 if reached(s, (nir.Conv2d,)):
                     return True
             elif open_node(s) and uncomposed(s, (*chain, s)):
