@@ -242,7 +242,7 @@ def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> 
     """
     (kh, kw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
     channels, rows = in_shape[0], in_shape[1]
-    pool = _Pool(em, name, src.node, in_shape)
+    pool = _Pool(em, name)
     if kh > 1 and kw > 1 and (kw - 1) * rows < kh * (kw - 1) * out_shape[1]:  # rows, then columns
         cols = pool.maximum([[pool.onehot(f"{name}.hsel{c}", src.node, in_shape, (1, kw), (0, c), (1, sw), (0, pw))]
                              for c in range(kw)], "hmax", (channels, rows, out_shape[2]))
@@ -265,10 +265,10 @@ def maxpool(em: Emitter, name: str, src: Term, p: dict, in_shape, out_shape) -> 
 class _Pool:
     """The nodes of one spiking max pool (:func:`maxpool`): one-hot selections, stages, negations."""
 
-    def __init__(self, em: Emitter, name: str, src: str, in_shape):
-        self.em, self.name, self.src, self.in_shape = em, name, src, in_shape
+    def __init__(self, em: Emitter, name: str):
+        self.em, self.name = em, name
         self.negated: dict[str, str] = {}
-        self.stages = self.depth = 0
+        self.stages = self.depth = 0  # IF stages built; hops of the trees built, in a row
 
     def onehot(self, name: str, src: str, shape, kernel, at, stride, padding) -> str:
         """A depthwise conv of ``src`` (``shape``) picking kernel position ``at`` of ``kernel``."""
