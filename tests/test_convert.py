@@ -195,7 +195,8 @@ def test_exported_resnet_with_max_pooling_converges_to_the_ann(small_resnet):
 
 
 #: pools tested: (pool, input size, IF populations: stages and the output)
-POOLS = {"2x2": (lambda: nn.MaxPool2d(2), 4, 4), "3x3 stride 2": (lambda: nn.MaxPool2d(3, 2, 1), 6, 5)}
+POOLS = {"2x2": (lambda: nn.MaxPool2d(2), 4, 4), "3x3 stride 2": (lambda: nn.MaxPool2d(3, 2, 1), 6, 5),
+         "3x3 stride 1": (lambda: nn.MaxPool2d(3, 1, 1), 5, 5), "3x2 stride 3x2": (lambda: nn.MaxPool2d((3, 2), (3, 2)), 6, 6)}
 
 
 def pooling_model(kind: str) -> nn.Module:
