@@ -207,13 +207,15 @@ def test_only_populations_whose_sources_are_each_read_once_are_divisible(monkeyp
 
 
 def test_the_untiled_demand_counts_every_sparse_synapse_whatever_the_tiles():
-    """R (40 neurons) needs 3 tiles of at most 16; as one box it still holds all 40 synapses."""
+    """R (40 neurons) takes 3 cores of 16 neurons, in 5 tiles of 8 (the block cost counts each tile's
+    share of a core: 5 x 8/16 = 2.5, against 3 x 14/16 = 2.625 for 3 tiles); as one box it
+    still holds all 40 synapses."""
     index = np.arange(40)
     net = ChipNet({"in": Population("in", "input", (40,)), "R": Population("R", "lif", (40,), vth=1)},
                   (SynapseGroup("R<-in", "sparse", "in", "R", np.ones(40, np.int64), rows=index, cols=index),),
                   ("in",), ("R",))
     part = partition.partition(net, TINY, "board")
-    assert part.layers["R"].tiles == 3
+    assert (part.layers["R"].tiles, part.layers["R"].cores) == (5, 3)
     assert part.demand == {"R": {"neurons": 40, "memory_bits": 400, "fan_in_axons": 40, "fan_out_axons": 0}}
 
 
@@ -238,9 +240,14 @@ def test_a_block_whose_bounds_are_loose_is_taken_when_its_exact_demands_fit():
 
 def test_a_block_is_chosen_for_the_axons_its_sources_send_as_well_as_for_its_tiles():
     """A 3x3 conv from A (1 x 5 x 5) into B (4 x 5 x 5), 16 neurons and 32 fan-out axons per core.
-    The fewest tiles of B are 8 single-channel blocks (1, 5, 3), but every neuron of A then sends
-    to each channel's tile (140 axons, 40 from each of A's middle columns, above a core's 32);
-    9 whole-channel blocks (4, 2, 2) take 81, and the network packs into 8 cores, its bound."""
+    A block's cost, in cores: its tiles' shares of a core, plus the axons its sources send to
+    them (each tile's fan-in bound) over a core's 32. Blocks of 2 channels x 5 rows x 1 column
+    and of 1 x 5 x 1 both divide B exactly (6.25 cores of neurons), but A then sends 130 and 260
+    axons (150 and 300 by the bounds): the first is chosen, 10.94 cores. Whole-channel blocks
+    (4, 2, 2) cost 9 + 144/32 = 13.5 (81 axons), the fewest tiles, 8 single-channel blocks
+    (1, 5, 3), 7.5 + 200/32 = 13.75 (140 axons, 40 from each of A's middle columns, above a
+    core's 32). The shares assume that other populations fill the room B's 10-neuron tiles
+    leave; here A's 25 neurons fill only part of it: 9 cores for the bound of 8."""
     narrow = dataclasses.replace(LOIHI2, name="narrow", neurons=16, synaptic_memory_bits=10**6, fan_in_axons=10**4,
                                  fan_out_axons=32, cores_per_chip=4, systems=(("board", 64),))
     pops = {"in": Population("in", "input", (1, 5, 5)), "A": Population("A", "lif", (1, 5, 5), vth=1),
@@ -250,11 +257,17 @@ def test_a_block_is_chosen_for_the_axons_its_sources_send_as_well_as_for_its_til
     net = ChipNet(pops, groups, ("in",), ("B",))
     tilings, fan = tiling.tile_network(net, narrow)
     b = tilings["B"]
-    assert (b.block, len(b.boxes), fan["A"].sum()) == ((4, 2, 2), 9, 81)
-    fewest = tiling.Tiling("B", b.shape, b.groups, b.neuron_limit, (1, 5, 3), tuple(tiling._boxes(b.shape, (1, 5, 3))))
-    assert len(fewest.boxes) == 8 and tiling.fan_out({**tilings, "B": fewest})["A"].tolist() == [20, 20, 40, 40, 20]
+    assert (b.block, len(b.boxes), fan["A"].sum()) == ((2, 5, 1), 10, 130)
+
+    def sent(block):
+        other = tiling.Tiling("B", b.shape, b.groups, b.neuron_limit, block, tuple(tiling._boxes(b.shape, block)))
+        return len(other.boxes), tiling.fan_out({**tilings, "B": other})["A"].tolist()
+
+    assert sent((1, 5, 1)) == (20, [40, 60, 60, 60, 40])
+    assert sent((4, 2, 2)) == (9, [9, 18, 18, 18, 18])
+    assert sent((1, 5, 3)) == (8, [20, 20, 40, 40, 20])
     part = partition.partition(net, narrow, "board")
-    assert part.cores == part.bounds()["volume"]["cores"] == 8
+    assert (part.cores, part.bounds()["volume"]["cores"]) == (9, 8)
     _within_limits(part)
 
 
@@ -290,11 +303,11 @@ def test_without_shared_kernels_conv_tiles_are_cut_to_fill_cores(monkeypatch):
     assert partition.partition(net, narrow, "board").cores == 8
 
 
-@pytest.mark.parametrize("model, cores", [("sew_add", 23), ("sew_iand", 16)])
+@pytest.mark.parametrize("model, cores", [("sew_add", 22), ("sew_iand", 16)])
 def test_zoo_models_pack_near_the_volume_bound_on_loihi1(model, cores):
     """Loihi 1 (every connection stored): SEW-ADD needs its conv layers cut into runs of rows to
-    reach 23 cores (bound 22; 25 whole), SEW-IAND also the largest tiles placed first (16, the
-    bound; 17 in network order). Every core stays within every limit."""
+    reach its bound, 22 cores (23 whole), SEW-IAND reaches its bound, 16. Every core stays within
+    every limit."""
     _, net, _ = compiler.compile_file(zoo.ZOO_DIR / f"{model}.nir", "loihi1", Options())
     part = partition.partition(net, targets.resolve("loihi1"))
     assert (part.cores, part.bounds()["volume"]["cores"]) == (cores, {"sew_add": 22, "sew_iand": 16}[model])
@@ -340,20 +353,22 @@ def test_conv_memory_without_shared_kernels_leaves_out_the_taps_on_the_padding()
 
 
 def test_finer_tiles_where_they_pack_into_fewer_cores(monkeypatch):
-    """A and C each need 22 neurons x 100 bits on TINY's 1000-bit cores: the fewest tiles are 3
-    of up to 800 bits, no two of which share a core (6 cores). Cut finer (tiles of at most 500
-    bits), they fit beside each other: 5 cores, the volume bound. Above REFINE_TILES tiles nothing
-    is refined."""
-    pops = {"in": Population("in", "input", (10,)), "A": Population("A", "lif", (22,), vth=1),
-            "C": Population("C", "lif", (22,), vth=1)}
-    groups = tuple(SynapseGroup(f"{p}<-in", "dense", "in", p, np.ones((22, 10), dtype=int)) for p in ("A", "C"))
+    """A and C each have 24 neurons reading all 10 inputs (10 fan-in axons per tile) on cores of
+    16 neurons: blocks of 12, 8, 6 and 4 cost the same share of cores (1.5), and 12 reads the
+    inputs into the fewest tiles: 2 each, no two of which share a core (4 cores). Cut finer,
+    they fit beside each other: 3 cores, the volume bound. Above REFINE_TILES tiles nothing is
+    refined."""
+    roomy = dataclasses.replace(TINY, synaptic_memory_bits=10**4)
+    pops = {"in": Population("in", "input", (10,)), "A": Population("A", "lif", (24,), vth=1),
+            "C": Population("C", "lif", (24,), vth=1)}
+    groups = tuple(SynapseGroup(f"{p}<-in", "dense", "in", p, np.ones((24, 10), dtype=int)) for p in ("A", "C"))
     net = ChipNet(pops, groups, ("in",), ("A", "C"))
-    tilings, fan = tiling.tile_network(net, TINY)
-    assert [len(t.boxes) for t in tilings.values()] == [3, 3]
-    assert partition._pack(partition._tile_demands(tilings, fan), TINY.capacity)[1] == 6
-    part = partition.partition(net, TINY, "board")
-    assert part.cores == part.bounds()["volume"]["cores"] == 5
-    assert len(part.tiles) > 6  # C's tiles fill the 200-300 bits A's leave
+    tilings, fan = tiling.tile_network(net, roomy)
+    assert [(t.block, len(t.boxes)) for t in tilings.values()] == [((12, 1, 1), 2), ((12, 1, 1), 2)]
+    assert partition._pack(partition._tile_demands(tilings, fan), roomy.capacity)[1] == 4
+    part = partition.partition(net, roomy, "board")
+    assert part.cores == part.bounds()["volume"]["cores"] == 3
+    assert len(part.tiles) > 4
     _within_limits(part)
-    monkeypatch.setattr(refine, "REFINE_TILES", 5)
-    assert partition.partition(net, TINY, "board").cores == 6
+    monkeypatch.setattr(refine, "REFINE_TILES", 3)
+    assert partition.partition(net, roomy, "board").cores == 4

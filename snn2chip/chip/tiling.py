@@ -217,11 +217,12 @@ def _boxes(shape: tuple[int, int, int], block: tuple[int, int, int]) -> list[Box
 
 def _choose_block(pop: str, shape, groups: Sequence[GroupDemands], cap: dict, neuron_limit: int
                   ) -> list[tuple[int, int, int]]:
-    """Block sizes to try, the last one certain: up to :data:`EXACT_TRIES` of lower cost whose
+    """Block sizes to try, the last one certain: up to :data:`EXACT_TRIES` of no greater cost whose
     bounds exceed a core by at most :data:`BOUND_SLACK` (the exact demands may still fit), then the
-    block size of least cost whose bounds fit. Cost, in cores: the tiles, plus the axons routed to
-    them (their fan-in bound, summed) over a core's fan-out axons, the room those axons take on
-    the sources' cores (see :mod:`snn2chip.chip.partition`)."""
+    block size of least cost whose bounds fit. Cost, in cores: each tile's share of a core (its
+    largest of neurons, memory and fan-in), summed, plus the axons routed to the tiles (their
+    fan-in bound, summed) over a core's fan-out axons, the room those axons take on the sources'
+    cores (see :mod:`snn2chip.chip.partition`)."""
     c, h, w = shape
     cb, hb, wb = (a.ravel() for a in np.meshgrid(_blocks(c), _blocks(h), _blocks(w), indexing="ij"))
     memory = np.zeros(cb.shape, dtype=np.int64)
@@ -240,12 +241,14 @@ def _choose_block(pop: str, shape, groups: Sequence[GroupDemands], cap: dict, ne
         raise ModelError(f"one neuron needs {one[worst]:,} {worst.replace('_', ' ')}; a core has {cap[worst]:,}",
                          node=pop)
     count = -(-c // cb) * -(-h // hb) * -(-w // wb)
-    # in cores: the tiles, and the room on their sources' cores of the axons routed to them (at
-    # most the fan-in bound of each tile from sources on chip)
-    cost = count + sent * count / cap["fan_out_axons"]
+    # in cores: the tiles' shares (the room they leave is for others' tiles), and the room on their
+    # sources' cores of the axons routed to them (at most the fan-in bound of each tile from
+    # sources on chip)
+    share = np.maximum.reduce([cb * hb * wb / cap["neurons"], memory / cap["memory_bits"], fan / cap["fan_in_axons"]])
+    cost = count * share + sent * count / cap["fan_out_axons"]
     order = np.lexsort((-wb, -hb, -cb, fan * count, cost))
     best = order[np.flatnonzero(ok[order])[0]]
-    near = (cb * hb * wb <= neuron_limit) & (cost < cost[best]) & (memory <= BOUND_SLACK * cap["memory_bits"]) \
+    near = (cb * hb * wb <= neuron_limit) & (cost <= cost[best]) & ~ok & (memory <= BOUND_SLACK * cap["memory_bits"]) \
         & (fan <= BOUND_SLACK * cap["fan_in_axons"])
     blocks = [(int(cb[i]), int(hb[i]), int(wb[i])) for i in order[np.flatnonzero(near[order])][:EXACT_TRIES]]
     return blocks + [(int(cb[best]), int(hb[best]), int(wb[best]))]
