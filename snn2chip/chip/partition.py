@@ -19,8 +19,8 @@ fan-in fit a core (candidates ``ceil(n/k)`` per axis; cost in cores: the tiles' 
 plus the axons that sources on chip route to them over a core's fan-out axons; ties: fewer
 routed axons, then wider channel blocks), unless one of a few of no greater cost, whose bounds
 exceed a core by at most ``tiling.BOUND_SLACK``, fits by the exact demands of every tile
-(sign-split kernel halves and padding make the bounds loose). Tiles whose fan-out exceeds the limit make their population
-re-tile with fewer neurons per tile. On networks of a few hundred tiles, populations are then cut
+(sign-split kernel halves and padding make the bounds loose). Tiles whose fan-out exceeds the
+limit make their population re-tile with fewer neurons per tile. On networks of a few hundred tiles, populations are then cut
 finer where that packs into fewer cores (:mod:`snn2chip.chip.refine`). Tiles are packed onto
 cores first-fit in network order (a tile goes to the first core where every resource still
 fits, so small layers share cores). Then the packing is done again with gap filling
