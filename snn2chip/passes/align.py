@@ -83,6 +83,11 @@ def _line_shape(shape: tuple[int, ...], every: tuple[int, int] | None) -> tuple[
     return c, -(-h // sy), -(-w // sx)
 
 
+def line_name(src: str, k: int, every: tuple[int, int] | None = None) -> str:
+    """The name of the ``k``-th copy in ``src``'s delay line (keeping every ``every`` position)."""
+    return f"{src}@{k}" + (f".every{every[0]}x{every[1]}" if every else "")
+
+
 def delay_line(src: Population, lag: int, src_depth: int, built: set[str], every: tuple[int, int] | None = None
                ) -> tuple[str, list[Population], list[SynapseGroup], dict[str, int]]:
     """The population that repeats ``src``'s output ``lag`` steps later, and what must be added
@@ -98,7 +103,7 @@ def delay_line(src: Population, lag: int, src_depth: int, built: set[str], every
     pops, groups, depths = [], [], {}
     previous = src.name
     for k in range(1, lag + 1):
-        name = f"{src.name}@{k}" + (f".every{every[0]}x{every[1]}" if every else "")
+        name = line_name(src.name, k, every)
         if name not in built:
             origin = f"delay of {src.name}"
             copy = dict(source=origin, scale=src.scale, role="delay", origin=src.name)

@@ -166,7 +166,7 @@ def _paths(ctx: Context, pop: str, n: scales.Neuron, alpha: float, incoming: lis
         sender, chip_fg = src, fg
         if wait.lag and not wait.synaptic:
             built = so_far.populations.keys() | pops.keys()
-            every = None if f"{src}@{wait.lag}" in built else align.read_grid(fg)
+            every = None if align.line_name(src, wait.lag) in built else align.read_grid(fg)
             sender, made, links, depths = align.delay_line(so_far.populations[src], wait.lag, so_far.depth[src], built,
                                                            every)
             if every:  # the line holds the positions read: read them all
