@@ -42,8 +42,9 @@ KINDS, RESETS, GROUP_KINDS = get_args(Kind), get_args(Reset), get_args(GroupKind
 #: What a population is for. ``model``: it stands for a NIR neuron node (``source``);
 #: ``readout``: the graded read-out of an Output fed by a stateless chain (``source``, the
 #: Output), not a neuron of the model; ``relay``: a sum the shortcut passes carry as a graded
-#: payload; ``delay``: a one-hop copy of ``origin`` in a delay line; ``bias``: the always-on
-#: neuron that feeds input biases.
+#: payload; ``delay``: a one-hop copy of ``origin`` in a delay line; ``pool``: a stage of a
+#: converted max pool (a helper the converter wrote); ``bias``: the always-on neuron that feeds
+#: input biases.
 Role = Literal["model", "readout", "relay", "delay", "pool", "bias"]
 ROLES = get_args(Role)
 

@@ -20,13 +20,14 @@ plus the axons that sources on chip route to them over a core's fan-out axons; t
 routed axons, then wider channel blocks), unless one of a few of no greater cost, whose bounds
 exceed a core by at most ``tiling.BOUND_SLACK``, fits by the exact demands of every tile
 (sign-split kernel halves and padding make the bounds loose). Tiles whose fan-out exceeds the
-limit make their population re-tile with fewer neurons per tile. On networks of a few hundred tiles, populations are then cut
-finer where that packs into fewer cores (:mod:`snn2chip.chip.refine`). Tiles are packed onto
-cores first-fit in network order (a tile goes to the first core where every resource still
-fits, so small layers share cores). Then the packing is done again with gap filling
-(:mod:`snn2chip.chip.fill`): divisible populations (relays, delay lines) and, on targets that
-store every connection, dense and conv populations go last, cut into slabs that fill the room
-the other tiles leave; it is kept when it uses fewer cores. Cores go onto chips in order, then neighbouring chips swap cores by Kernighan-Lin
+limit make their population re-tile with fewer neurons per tile. On networks of a few hundred
+tiles, populations are then cut finer where that packs into fewer cores
+(:mod:`snn2chip.chip.refine`). Tiles are packed onto cores first-fit in network order (a tile
+goes to the first core where every resource still fits, so small layers share cores). Then the
+packing is done again with gap filling (:mod:`snn2chip.chip.fill`): divisible populations
+(relays, delay lines) and, on targets that store every connection, dense and conv populations go
+last, cut into slabs that fill the room the other tiles leave; it is kept when it uses fewer
+cores. Cores go onto chips in order, then neighbouring chips swap cores by Kernighan-Lin
 bisection (networkx, fixed seed) to cut inter-chip traffic.
 Everything iterates in network order: the result is deterministic.
 

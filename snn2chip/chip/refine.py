@@ -1,8 +1,8 @@
 """Finer tiles where they pack into fewer cores, on networks of up to a few hundred tiles.
 
-:mod:`snn2chip.chip.tiling` cuts each population into about the fewest tiles that fit a core, so a
-layer needing 2.2 cores of synaptic memory becomes 3 tiles of 0.73 each: no two of them share a
-core, and neither can a tile of another layer that needs more than 0.27. Cut finer (5 tiles of
+:mod:`snn2chip.chip.tiling` cuts each population into tiles that each fit a core, at a cost
+counted in shares of a core, so a layer needing 2.2 cores of synaptic memory may become 3 tiles
+of 0.73 each: no two of them share a core, and neither can a tile of another layer that needs more than 0.27. Cut finer (5 tiles of
 0.44), its tiles pair up. :func:`refine` tries, population by population in network order and
 round again, up to :data:`FINER_TRIES` finer tilings (each the best block under one neuron fewer
 per tile than the previous one's largest tile) and keeps the first whose network packs first-fit

@@ -22,7 +22,7 @@ from snn2chip.errors import ModelError
 Box = tuple[int, int, int, int, int, int]  # c0, c1, h0, h1, w0, w1 in the (C, H, W) view
 #: the per-core resources tiles demand, in the order of demand vectors (:meth:`Tiling.vectors`)
 RESOURCES = ("neurons", "memory_bits", "fan_in_axons", "fan_out_axons")
-#: block sizes of lower cost are tried by their exact demands when their upper bounds exceed a
+#: block sizes of no greater cost are tried by their exact demands when their upper bounds exceed a
 #: core by at most this factor (sign-split kernels and padding make the bounds loose), at most
 #: EXACT_TRIES of them per population
 BOUND_SLACK = 1.5
@@ -244,7 +244,8 @@ def _choose_block(pop: str, shape, groups: Sequence[GroupDemands], cap: dict, ne
     # in cores: the tiles' shares (the room they leave is for others' tiles), and the room on their
     # sources' cores of the axons routed to them (at most the fan-in bound of each tile from
     # sources on chip)
-    share = np.maximum.reduce([cb * hb * wb / cap["neurons"], memory / cap["memory_bits"], fan / cap["fan_in_axons"]])
+    share = np.maximum.reduce([cb * hb * wb / cap["neurons"], memory / cap["memory_bits"],
+                               fan / cap["fan_in_axons"]])
     cost = count * share + sent * count / cap["fan_out_axons"]
     order = np.lexsort((-wb, -hb, -cb, fan * count, cost))
     best = order[np.flatnonzero(ok[order])[0]]

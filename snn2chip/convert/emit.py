@@ -29,7 +29,7 @@ import numpy as np
 from snn2chip.convert.calibrate import Calibration
 from snn2chip.convert.onnx_graph import AnnGraph, Op
 from snn2chip.errors import ModelError
-from snn2chip.frontend import neurons
+from snn2chip.frontend import neurons, shapes
 
 #: ``v > IF_THRESHOLD`` is ``v >= 1`` in float32 (S-ResNet's neurons fire at the threshold).
 IF_THRESHOLD = np.nextafter(np.float32(1), np.float32(-np.inf))
@@ -278,7 +278,8 @@ class _Pool:
         conv = nir.Conv2d(input_shape=np.array(shape[1:]), weight=weight, stride=np.array(stride),
                           padding=np.array(padding), dilation=np.array((1, 1)), groups=channels,
                           bias=np.zeros(channels, np.float32))
-        return self.em.put(name, conv, [src], _conv_out(shape, kernel, stride, padding))
+        out = (channels, *shapes.window_size(shape[1:], kernel, stride, padding, (1, 1)))
+        return self.em.put(name, conv, [src], out)
 
     def negate(self, node: str, shape) -> str:
         if node not in self.negated:
@@ -302,8 +303,3 @@ class _Pool:
             return [*a, self.em.put(f"{self.name}.{stage}{mid}", node, inputs, shape)]
 
         return tree(0, len(values))
-
-
-def _conv_out(shape, kernel, stride, padding) -> tuple[int, int, int]:
-    """The output shape of a depthwise conv of ``shape`` (C, H, W)."""
-    return (shape[0], *((n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[1:], kernel, stride, padding)))

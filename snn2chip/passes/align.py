@@ -119,6 +119,16 @@ def delay_line(src: Population, lag: int, src_depth: int, built: set[str], every
     return previous, pops, groups, depths
 
 
+def line_for(fg: lower.FloatGroup, src: Population, lag: int, src_depth: int, built: set[str]
+             ) -> tuple[lower.FloatGroup, str, list[Population], list[SynapseGroup], dict[str, int]]:
+    """``fg`` as read from the delay line that makes ``src`` wait ``lag`` steps, and
+    :func:`delay_line`'s result: a line of the positions ``fg`` reads (:func:`read_grid`), read at
+    stride 1, unless the whole line is already in ``built``."""
+    every = None if line_name(src.name, lag) in built else read_grid(fg)
+    line = delay_line(src, lag, src_depth, built, every)
+    return (dataclasses.replace(fg, stride=(1, 1)) if every else fg), *line
+
+
 def incoming_paths(ctx: Context, pop: str) -> list[tuple[str, tuple[str, ...], bool, lower.FloatGroup]]:
     """The float maps into ``pop``: ``(source population, NIR chain, recurrent, FloatGroup)``."""
     return [(src, chain, rec, lower.lower_path(ctx.graph, ctx.pops, src, pop, chain))

@@ -195,9 +195,7 @@ def composable(graph: Graph, segment: tuple[str, ...]) -> bool:
             and shapes.conv_padding(second, 2) == (0, 0) and len(pools) <= 1
             and all(isinstance(graph.nodes[n], nir.Scale) and _elementwise_scale(graph, n) is not None
                     for n in segment[1:-1] if n not in pools)
-            and all(_compose_pool(graph, pool, np.asarray(second.weight, dtype=np.float64),
-                                  shapes.ints(second.stride, 2, "stride"), (0, 0), (1, 1)) is not None
-                    for pool in pools))
+            and all(_pool_composes(graph, pool, (0, 0), (1, 1)) for pool in pools))
 
 
 def _compose_conv(first: np.ndarray, stride: tuple[int, int], second: np.ndarray) -> np.ndarray:
@@ -214,23 +212,28 @@ def _compose_conv(first: np.ndarray, stride: tuple[int, int], second: np.ndarray
     return composed
 
 
+def _pool_composes(graph: Graph, pool: str, padding, dilation) -> bool:
+    """Whether a convolution of ``padding`` and ``dilation`` after the pool node ``pool`` is one
+    exact convolution on the pool's input: the pool unpadded, its windows tiling its input, the
+    conv undilated, and unpadded unless the windows do not overlap."""
+    node = graph.nodes[pool]
+    k = shapes.ints(node.kernel_size, 2, "kernel_size")
+    s = shapes.ints(node.stride, 2, "stride")
+    return (dilation == (1, 1) and shapes.ints(node.padding, 2, "padding") == (0, 0)
+            and all((n - kk) % ss == 0 for n, kk, ss in zip(graph.in_shapes[pool][1:], k, s))
+            and (k == s or padding == (0, 0)))
+
+
 def _compose_pool(graph: Graph, pool: str, weights: np.ndarray, stride, padding, dilation):
     """A convolution (``weights``, ``stride``, ``padding``, ``dilation``) applied after the pool
     node ``pool``, as one convolution on the pool's input: ``(weights, stride, padding)``, or None
     when that is not exact (a padded pool, a dilated conv, a pool window that does not tile its
     input, or an overlapping pool before a padded conv)."""
+    if not _pool_composes(graph, pool, padding, dilation):
+        return None
     node = graph.nodes[pool]
     k = shapes.ints(node.kernel_size, 2, "kernel_size")
     s = shapes.ints(node.stride, 2, "stride")
-    size = graph.in_shapes[pool][1:]
-    exact = (
-        dilation == (1, 1)
-        and shapes.ints(node.padding, 2, "padding") == (0, 0)
-        and all((n - kk) % ss == 0 for n, kk, ss in zip(size, k, s))
-        and (k == s or padding == (0, 0))
-    )
-    if not exact:
-        return None
     share = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (k[0] * k[1])
     kh, kw = weights.shape[2:]
     composed = np.zeros((*weights.shape[:2], (kh - 1) * s[0] + k[0], (kw - 1) * s[1] + k[1]))

@@ -166,11 +166,8 @@ def _paths(ctx: Context, pop: str, n: scales.Neuron, alpha: float, incoming: lis
         sender, chip_fg = src, fg
         if wait.lag and not wait.synaptic:
             built = so_far.populations.keys() | pops.keys()
-            every = None if align.line_name(src, wait.lag) in built else align.read_grid(fg)
-            sender, made, links, depths = align.delay_line(so_far.populations[src], wait.lag, so_far.depth[src], built,
-                                                           every)
-            if every:  # the line holds the positions read: read them all
-                chip_fg = dataclasses.replace(fg, stride=(1, 1))
+            chip_fg, sender, made, links, depths = align.line_for(fg, so_far.populations[src], wait.lag,
+                                                                   so_far.depth[src], built)
             pops.update((p.name, p) for p in made)
             groups += links
             depth.update(depths)
