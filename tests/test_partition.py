@@ -290,7 +290,7 @@ def test_without_shared_kernels_conv_tiles_are_cut_to_fill_cores(monkeypatch):
     roomy = dataclasses.replace(TINY, shared_conv_kernels=False, neurons=32, fan_in_axons=64, synaptic_memory_bits=1400)
     net = _conv_chain()
     tilings, fan = tiling.tile_network(net, roomy)
-    assert fill.cuttable(tilings, roomy, set()) == {"A", "C"} and fill.cuttable(tilings, TINY, set()) == set()
+    assert fill.cuttable(tilings, fan, roomy, set()) == {"A", "C"}
     assert partition._pack(partition._tile_demands(tilings, fan), roomy.capacity)[1] == 8
     part = partition.partition(net, roomy, "board")
     assert part.cores == part.bounds()["volume"]["cores"] == 6
@@ -301,6 +301,54 @@ def test_without_shared_kernels_conv_tiles_are_cut_to_fill_cores(monkeypatch):
     _within_limits(part)
     monkeypatch.setattr(fill.Filler, "_extra", lambda self, parts, whole: np.zeros(len(self.cores.load), dtype=np.int64))
     assert partition.partition(net, narrow, "board").cores == 8
+
+
+def _memory_and_light_net() -> ChipNet:
+    """in1 (12, 1, 1) -> 1x1 conv -> M (20, 1, 1); in2 (1, 1, 2) -> 1x1 conv -> L (6, 1, 2). On
+    TINY (shared kernels) an M channel's kernel takes 12 x 8 = 96 of 1,000 bits: M is bound by
+    memory, 2 tiles of 10 channels (960 bits, 12 fan-in axons of 50); L takes 12 neurons of 16, 48
+    bits (0.05 of the memory), 2 fan-in axons: 1 tile."""
+    pops = {"in1": Population("in1", "input", (12, 1, 1)), "in2": Population("in2", "input", (1, 1, 2)),
+            "M": Population("M", "lif", (20, 1, 1), vth=1), "L": Population("L", "lif", (6, 1, 2), vth=1)}
+    groups = (SynapseGroup("M<-in1", "conv", "in1", "M", np.ones((20, 12, 1, 1), np.int64)),
+              SynapseGroup("L<-in2", "conv", "in2", "L", np.ones((6, 1, 1, 1), np.int64)))
+    return ChipNet(pops, groups, ("in1", "in2"), ("M", "L"))
+
+
+def test_with_shared_kernels_memory_bound_and_light_layers_are_cut_into_channel_slabs(monkeypatch):
+    """Whole tiles take 3 cores: L (12 neurons) fits beside neither M tile (6 neurons free each).
+    Cut along channels (2 neurons and 8 bits each), L's first 3 channels join the first M tile
+    and the other 3 the second: 2 cores, the volume bound. M is cuttable (bound by memory, 0.24 of
+    a core's fan-in) and stays whole, L too (0.05 of the memory). With 20 fan-in axons per core,
+    M's tiles read 0.6 of them and stay uncut; with 400 memory bits L takes 0.12 of them, and,
+    bound by neurons, it stays uncut (M, memory-bound, still is)."""
+    monkeypatch.setattr(refine, "REFINE_TILES", 0)
+    net = _memory_and_light_net()
+    tilings, fan = tiling.tile_network(net, TINY)
+    assert fill.cuttable(tilings, fan, TINY, set()) == {"M", "L"}
+    narrow = dataclasses.replace(TINY, fan_in_axons=20)
+    assert fill.cuttable(*tiling.tile_network(net, narrow), narrow, set()) == {"L"}
+    small = dataclasses.replace(TINY, synaptic_memory_bits=400)
+    assert fill.cuttable(*tiling.tile_network(net, small), small, set()) == {"M"}
+    assert partition._pack(partition._tile_demands(tilings, fan), TINY.capacity)[1] == 3
+    part = partition.partition(net, TINY, "board")
+    assert part.cores == part.bounds()["volume"]["cores"] == 2
+    assert [(t.population, t.box, t.demand, t.core) for t in part.tiles] == [
+        ("M", (0, 10, 0, 1, 0, 1), (10, 960, 12, 0), 0), ("M", (10, 20, 0, 1, 0, 1), (10, 960, 12, 0), 1),
+        ("L", (0, 3, 0, 1, 0, 2), (6, 24, 2, 0), 0), ("L", (3, 6, 0, 1, 0, 2), (6, 24, 2, 0), 1)]
+    _within_limits(part)
+
+
+def test_cores_are_numbered_by_their_largest_piece():
+    """Network order stem, mid, deep: core 1 holds a deep tile and a small slab of the stem. It is
+    numbered after mid's core, beside deep's neighbours (by its first population, the stem, it
+    would sit on the stem's chip)."""
+    box = (0, 1, 0, 1, 0, 1)
+    placed = {"stem": [(box, 0), (box, 1)], "mid": [(box, 2)], "deep": [(box, 1)]}
+    vectors = {"stem": np.array([[16, 0, 0, 0], [2, 0, 0, 0]]), "mid": np.array([[16, 0, 0, 0]]),
+               "deep": np.array([[4, 1000, 0, 0]])}
+    number = fill._in_network_order(placed, vectors, tiling.limits(TINY.capacity), 3)
+    assert number.tolist() == [0, 2, 1]
 
 
 @pytest.mark.parametrize("model, cores", [("sew_add", 22), ("sew_iand", 16)])

@@ -12,21 +12,33 @@ each consumer reads each of its neurons from one tile (a divisible consumer too)
 that stores every connection (Loihi 1) a population whose groups are all dense or conv is
 **cuttable**: memory, which binds there, adds up over slabs too, but a run of slabs reads its
 receptive field's overlap with the next run again, so its fan-in is computed per run, and each
-cut makes the source neurons in that overlap send to one more tile.
+cut makes the source neurons in that overlap send to one more tile. On a target that stores a
+conv kernel once per core (Loihi 2) a row cut would store the kernels again, so only layers whose
+channel slabs are cheap to place are cuttable, cut along channels (memory adds up; each slab
+reads its receptive field again): memory-bound layers of modest fan-in, which fill other cores'
+memory, and layers taking almost no memory, such as a stem convolution of three input
+channels, which fill the neurons that cores bound by memory or axons leave free
+(:func:`cuttable`).
 
 :func:`pack` packs every tile of the other populations first-fit in network order, then the
 divisible and cuttable populations' tiles in network order: a tile goes whole to the first core
-it fits; else its leading slabs (rows, else columns, else channels of its box) go to the first
-core the first slab fits, as many as fit, and the rest goes on. A cut is only made where the
+it fits; else its leading slabs (a cuttable population's channels with shared kernels, else
+rows, else columns, else channels of its box) go to the first core the first slab fits, as many
+as fit, and the rest goes on. A cut is only made where the
 sources' cores (placed earlier) can take the fan-out it adds, and is charged to them. A
 divisible population may use the cores between the first and last core of the non-divisible
-populations it reads from or sends to, then the cores it opened itself. Cores are then numbered
-by the first population on them in network order, so that a core opened for a relay sits beside
-its neighbours when chips are filled in order. The result is checked with the exact demands of
-the new tiles (a source placed after its consumer was not charged for their cuts). Where there are
-cuttable populations, the packing is also done with them in decreasing order of their largest
-tile's largest share of a core (first-fit decreasing), and the one with fewer cores that passes
-the check is kept (network order on ties); if none passes, the caller keeps the plain packing.
+populations it reads from or sends to, then the cores it opened itself. The result is checked
+with the exact demands of the new tiles (a source placed after its consumer was not charged for
+their cuts). Cores are then numbered in the network order of the population of each core's
+largest piece (its largest share of a core), so that a core opened for a relay sits beside its
+neighbours when chips are filled in order, and a slab filling a gap far from its own layer stays
+a guest on its host's chip (numbered by the first population instead, a SEW-ResNet-18 whose stem
+fills layer 4's cores moved them to the stem's chip: 3.8 M axons between chips against 2.0 M).
+On a target without shared kernels, where there are cuttable populations, the packing is also
+done with them in decreasing order of their largest tile's largest share of a core (first-fit
+decreasing), and the one with fewer cores that passes the check is kept (network order on ties;
+with shared kernels that order never packed fewer cores on the scale models and cost a second
+packing); if none passes, the caller keeps the plain packing.
 """
 
 from __future__ import annotations
@@ -39,6 +51,13 @@ from snn2chip.chip.ir import ChipNet, SynapseGroup
 from snn2chip.chip.targets import Target
 from snn2chip.chip.tiling import (RESOURCES, Box, Reach, Tiling, box_demands, box_size, fan_out,
                                   fan_out_per_neuron, limits)
+
+MEMORY, FAN_IN, FAN_OUT = (RESOURCES.index(r) for r in ("memory_bits", "fan_in_axons", "fan_out_axons"))
+#: with shared kernels, a layer is cut into channel slabs when its tiles take at most this share of
+#: a core's fan-in (each slab reads it again) and are bound by memory or take at most
+#: CUT_MEMORY of it (:func:`cuttable`)
+CUT_FAN_IN = 0.5
+CUT_MEMORY = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,16 +95,30 @@ def divisible(net: ChipNet, tilings: dict[str, Tiling]) -> set[str]:
     return result
 
 
-def cuttable(tilings: dict[str, Tiling], target: Target, which: set[str]) -> set[str]:
+def cuttable(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Target, which: set[str]) -> set[str]:
     """The placed populations outside ``which`` (the divisible ones) that are cut into slabs by
-    exact demands: every incoming group dense or conv, on a target that stores every connection
-    (memory, the resource that binds there, then adds up over slabs; fan-in, with the receptive
-    fields' overlaps, is computed per run of slabs). Populations with sparse groups stay whole:
-    cut too, they left less room for the others (more cores on the zoo)."""
-    if target.shared_conv_kernels:
-        return set()
-    return {p for p, t in tilings.items() if p not in which and int(np.prod(t.shape)) > 1 and t.groups
-            and all(grp.g.kind in ("dense", "conv") for grp in t.groups)}
+    exact demands: every incoming group dense or conv, and
+
+    - on a target that stores every connection: all of them (memory, the resource that binds
+      there, then adds up over slabs; fan-in, with the receptive fields' overlaps, is computed
+      per run of slabs);
+    - on a target that stores each conv kernel once per core: those whose tiles (``fan``: their
+      fan-out) take at most :data:`CUT_FAN_IN` of a core's fan-in and are bound by memory or take
+      at most :data:`CUT_MEMORY` of it. They are cut into channel slabs, over which memory adds
+      up (a kernel per channel), while each slab reads its whole receptive field again: the
+      memory-bound ones fill other cores' memory, the light ones (a stem convolution of three
+      input channels) fill the neurons left free on cores bound by memory or axons.
+
+    Populations with sparse groups stay whole: cut too, they left less room for the others (more
+    cores on the zoo)."""
+    result = {p for p, t in tilings.items() if p not in which and int(np.prod(t.shape)) > 1 and t.groups
+              and all(grp.g.kind in ("dense", "conv") for grp in t.groups)}
+    if not target.shared_conv_kernels:
+        return result
+    full = limits(target.capacity)
+    largest = {p: (tilings[p].vectors(fan[p]) / full).max(0) for p in result}  # per resource
+    return {p for p, share in largest.items() if share[FAN_IN] <= CUT_FAN_IN
+            and (int(share.argmax()) == MEMORY or share[MEMORY] <= CUT_MEMORY)}
 
 
 def neuron_demands(net: ChipNet, tilings: dict[str, Tiling], which: set[str], synapse_bits: int,
@@ -134,10 +167,11 @@ class Slabs:
     tiling: Tiling | None = None
 
     @classmethod
-    def of(cls, box: Box, per_neuron: np.ndarray, tiling: Tiling | None = None) -> "Slabs":
-        """``box`` cut along its rows, else columns, else channels; ``per_neuron``: ``(C, H, W,
-        resource)`` demands (divisible), or ``(C, H, W)`` fan-out (cuttable, with its ``tiling``)."""
-        axis = 1 if box[3] - box[2] > 1 else 2 if box[5] - box[4] > 1 else 0
+    def of(cls, box: Box, per_neuron: np.ndarray, tiling: Tiling | None = None, channels: bool = False) -> "Slabs":
+        """``box`` cut along its channels if ``channels``, else its rows, else columns, else
+        channels; ``per_neuron``: ``(C, H, W, resource)`` demands (divisible), or ``(C, H, W)``
+        fan-out (cuttable, with its ``tiling``)."""
+        axis = 0 if channels else 1 if box[3] - box[2] > 1 else 2 if box[5] - box[4] > 1 else 0
         return cls(box, axis, _prefix(box, axis, per_neuron), tiling)
 
     @property
@@ -155,7 +189,6 @@ class Slabs:
                          self.prefix[stop] - self.prefix[start]], dtype=np.int64), reach
 
 
-FAN_OUT = RESOURCES.index("fan_out_axons")
 Windows = tuple[tuple[int, int | None], ...]  # ranges of cores (start, stop), searched in turn
 
 
@@ -282,18 +315,19 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], t
     """Gap-filled packing of ``tilings`` (``fan``: their per-tile fan-out), or None when no
     population is divisible or cuttable, or the exact check fails (module docstring)."""
     which = divisible(net, tilings)
-    cut = cuttable(tilings, target, which)
+    cut = cuttable(tilings, fan, target, which)
     if not which | cut:
         return None
     fan_of = fan_out_per_neuron(tilings, which | cut)
-    slabs = {p: [Slabs.of(box, fan_of[p], tilings[p]) for box in tilings[p].boxes] for p in cut}
+    slabs = {p: [Slabs.of(box, fan_of[p], tilings[p], channels=target.shared_conv_kernels) for box in tilings[p].boxes]
+             for p in cut}
     for p, per_neuron in neuron_demands(net, tilings, which, target.synapse_bits, fan_of).items():
         slabs[p] = [Slabs.of(box, per_neuron) for box in tilings[p].boxes]
     del fan_of
     full = limits(target.capacity)
     network = [p for p in tilings if p in slabs]
     orders = [network]
-    if cut:  # largest tiles first (first-fit decreasing), then the divisible populations
+    if cut and not target.shared_conv_kernels:  # largest tiles first (first-fit decreasing), then the divisible ones
         share = {p: float((tilings[p].vectors(fan[p]) / full).max()) for p in cut}
         largest = sorted((p for p in network if p in cut), key=lambda p: -share[p])  # ties: network order
         orders.append(largest + [p for p in network if p in which])
@@ -331,15 +365,15 @@ def _checked(tilings: dict[str, Tiling], placed: dict[str, list[tuple[Box, int]]
     its limits by the pieces' exact demands (sources then send to every piece)."""
     cores, full = len(packed.load), packed.limits
     recut = {p: dataclasses.replace(t, boxes=tuple(box for box, _ in placed[p])) for p, t in tilings.items()}
-    number = _in_network_order(placed, list(tilings), cores)
-    core_of = {p: [int(number[core]) for _, core in placed[p]] for p in tilings}
-    exact = np.zeros((cores, len(full)), dtype=np.int64)
     exact_fan = fan_out(recut)
+    vectors = {p: t.vectors(exact_fan[p]) for p, t in recut.items()}
+    exact = np.zeros((cores, len(full)), dtype=np.int64)
     for p, t in recut.items():
-        for core, d in zip(core_of[p], t.vectors(exact_fan[p])):
-            exact[core] += d
+        np.add.at(exact, [core for _, core in placed[p]], vectors[p])
     if np.any(exact > full):
         return None
+    number = _in_network_order(placed, vectors, full, cores)
+    core_of = {p: [int(number[core]) for _, core in placed[p]] for p in tilings}
     return Filled(recut, exact_fan, core_of, cores)
 
 
@@ -354,14 +388,18 @@ def _neighbours(tilings: dict[str, Tiling]) -> dict[str, set[str]]:
     return result
 
 
-def _in_network_order(placed: dict[str, list[tuple[Box, int]]], order: list[str], cores: int) -> np.ndarray:
-    """New core numbers, ordered by the first population (in network order) on each core, so that
-    cores opened late for a relay sit beside its neighbours when chips are filled in order."""
-    rank = {p: k for k, p in enumerate(order)}
-    first = np.full(cores, len(order))
-    for p, pieces in placed.items():
-        for _, core in pieces:
-            first[core] = min(first[core], rank[p])
+def _in_network_order(placed: dict[str, list[tuple[Box, int]]], vectors: dict[str, np.ndarray], full: np.ndarray,
+                      cores: int) -> np.ndarray:
+    """New core numbers, ordered by the network position of each core's largest piece (its
+    largest share of a core; ``vectors``: each piece's demand), so that cores opened late for a
+    relay sit beside its neighbours when chips are filled in order, and a slab filling a gap
+    stays a guest on its host's chip."""
+    largest = np.full(cores, -1.0)
+    rank = np.zeros(cores, dtype=np.int64)
+    for k, (p, pieces) in enumerate(placed.items()):  # network order
+        for (_, core), share in zip(pieces, (vectors[p] / full).max(1)):
+            if share > largest[core]:
+                largest[core], rank[core] = share, k
     number = np.empty(cores, dtype=np.int64)
-    number[np.argsort(first, kind="stable")] = np.arange(cores)
+    number[np.argsort(rank, kind="stable")] = np.arange(cores)
     return number

@@ -98,10 +98,14 @@ def _read(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> 
     return pos, (pos >= 0) & (pos < n)
 
 
+@functools.lru_cache(maxsize=4096)
 def _taps(lo: int, hi: int, stride: int, pad: int, dil: int, k: int, n: int) -> np.ndarray:
-    """Input positions read by outputs ``lo..hi-1`` of a convolution axis of input size ``n``."""
+    """Input positions read by outputs ``lo..hi-1`` of a convolution axis of input size ``n``
+    (read-only: cached, as gap filling asks again for every run of channel slabs of a box)."""
     pos, inside = _read(lo, hi, stride, pad, dil, k, n)
-    return np.unique(pos[inside])
+    taps = np.unique(pos[inside])
+    taps.flags.writeable = False
+    return taps
 
 
 def limits(cap: dict) -> np.ndarray:

@@ -122,8 +122,8 @@ class Emitter:
     # --- the graph --------------------------------------------------------------------------------
 
     def emit(self) -> None:
-        ann, shapes = self.ann, self.calib.shapes
-        self.put("input", nir.Input(input_type={"input": np.array(shapes[ann.input])}), [], shapes[ann.input])
+        ann, sizes = self.ann, self.calib.shapes
+        self.put("input", nir.Input(input_type={"input": np.array(sizes[ann.input])}), [], sizes[ann.input])
         self.values[ann.input] = (Term("input", 1.0),)
         for op in ann.ops:
             try:
@@ -131,7 +131,7 @@ class Emitter:
             except ModelError as e:
                 raise (e if e.node else ModelError(e.problem, node=op.name)) from None
         out = self.values[ann.output]
-        shape = shapes[ann.output]
+        shape = sizes[ann.output]
         self.put("readout", nir.I(r=np.ones(shape, np.float32)), self.feed(out, self.calib.scales[ann.output], "readout"), shape)
         self.put("output", nir.Output(output_type={"output": np.array(shape)}), ["readout"], shape)
 
