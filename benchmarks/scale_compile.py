@@ -2,6 +2,7 @@
 
     .venv/bin/python -m models.scale sew_resnet152 ms_resnet104 ms_resnet482 --out-dir out/scale
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/scale_compile.py NAME [--strategy relay] [--target loihi2] [--system S]
+        [--packing cores|local]
 
 One model per process (peak RSS is the process's). Prints wall time, peak RSS, the neurons on chip
 by population role against the NIR model's, and the partition:
@@ -31,17 +32,19 @@ def main() -> int:
     parser.add_argument("--strategy", default="relay", choices=("expand", "relay", "auto"))
     parser.add_argument("--target", default="loihi2")
     parser.add_argument("--system", help="named system (default: the smallest that fits)")
+    parser.add_argument("--packing", default="cores", choices=("cores", "local"))
     args = parser.parse_args()
     path = Path(args.name) if args.name.endswith(".nir") else ROOT / "out" / "scale" / f"{args.name}.nir"
     start = time.perf_counter()
     try:
-        _, net, report = compiler.compile_file(path, args.target, Options(strategy=args.strategy), system=args.system)
+        _, net, report = compiler.compile_file(path, args.target, Options(strategy=args.strategy), system=args.system,
+                                               packing=args.packing)
         outcome = None
     except ModelError as e:
         outcome = str(e)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"{args.name} ({args.strategy}, {args.target}): {seconds:.1f} s, peak RSS {peak:.2f} GiB")
+    print(f"{args.name} ({args.strategy}, {args.target}, packing {args.packing}): {seconds:.1f} s, peak RSS {peak:.2f} GiB")
     if outcome:
         print(f"  compile failed: {outcome}")
         return 1

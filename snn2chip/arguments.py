@@ -79,6 +79,10 @@ def _add_compile_options(p: argparse.ArgumentParser) -> None:
                                                               "see targets/README.md)")
     p.add_argument("--system", metavar="NAME", help="named system of the target (see 'snn2chip targets'; default: the "
                                                     "smallest that fits)")
+    p.add_argument("--packing", choices=("cores", "local"), default="cores",
+                   help="cores (default): the fewest cores, with conv layers cut into slabs that fill room left on "
+                        "any core (more axons between chips); local: only relays and delay lines fill that room, "
+                        "near their neighbours (fewer axons between chips, more cores)")
     p.add_argument("--dt", type=_number(0), help="time step, > 0 (default: graph metadata 'dt', else 1)")
     p.add_argument("--input-bits", type=_input_bits, default=0, metavar="B",
                    help="0 (default): inputs are binary spikes (values 0 or 1); else graded signed payloads of B = 2..24 bits")

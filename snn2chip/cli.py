@@ -144,7 +144,8 @@ def _compile(args) -> int:
     calibration = _model_calibration(args)
     files.check_dir(args.output, "build", _compile_inputs(args))
     target = targets.resolve(args.target_file or args.target)
-    graph, net, report = compiler.compile_file(args.model, target, _options(args), system=args.system)
+    graph, net, report = compiler.compile_file(args.model, target, _options(args), system=args.system,
+                                               packing=args.packing)
     report = dataclasses.replace(report, calibration=calibration)
     if args.check:
         x = _check_inputs(args.check, net)
@@ -153,7 +154,7 @@ def _compile(args) -> int:
         except ModelError as e:
             raise e.in_file(args.check) from None
         # place again with the measured firing rates weighting the traffic
-        placement = compiler.partition_report(net, target, report.partition.system, fid.rates())
+        placement = compiler.partition_report(net, target, report.partition.system, fid.rates(), args.packing)
         report = dataclasses.replace(report.placed(placement), fidelity=fid)
     compiler.write_build(args.output, net, report, inputs=_compile_inputs(args))
     print(text.compile_summary(report, args.output, verbose=args.verbose))
@@ -233,7 +234,8 @@ def _verify(args) -> int:
     target = targets.resolve(args.target_file or args.target)
     args.shard_size = args.shard_size or shards.DEFAULT_SIZE
     with _executor(args) as executor:
-        graph, net, compiled = compiler.compile_file(args.model, target, options, system=args.system)
+        graph, net, compiled = compiler.compile_file(args.model, target, options, system=args.system,
+                                                     packing=args.packing)
         key = {**verify.identity(args.model, target.name, options), "samples": samples, "steps": setup.steps,
                "shard_size": args.shard_size, "inputs_sha256": verify.inputs_sha256(dataset.digests)}
         store = resume.Store.beside(args.output, key) if args.output else None

@@ -65,9 +65,9 @@ class CompileReport(Record):
 
 
 def partition_report(net: ChipNet, target: target_files.Target, system: str | None = None,
-                     rates: dict | None = None) -> PartitionReport:
+                     rates: dict | None = None, packing: str = "cores") -> PartitionReport:
     """Partition ``net`` on ``target`` (:mod:`snn2chip.chip.partition`) and return its report entry."""
-    return partition.partition(net, target, system, rates).summary()
+    return partition.partition(net, target, system, rates, packing).summary()
 
 
 #: compile's peak memory per value of the graph (a node's output per sample): at most 170 bytes on the
@@ -111,10 +111,10 @@ def _cheapest(graph: Graph, options: Options, caps: Capabilities) -> tuple[ChipN
 
 
 def compile_file(model: str | Path, target: str | Path | target_files.Target = "loihi2", options: Options = Options(),
-                 system: str | None = None) -> tuple[Graph, ChipNet, dict]:
+                 system: str | None = None, packing: str = "cores") -> tuple[Graph, ChipNet, dict]:
     """Load, lower, quantize and partition a NIR file for ``target`` (a built-in name, a ``.toml``
-    file or a Target) on its named ``system`` (None: the smallest that fits); return the graph,
-    the chip network and its report."""
+    file or a Target) on its named ``system`` (None: the smallest that fits) with ``packing``
+    (:data:`snn2chip.chip.fill.PACKINGS`); return the graph, the chip network and its report."""
     chip_target = target_files.resolve(target)
     graph = frontend.load(model)
     check_size(graph, chip_target, system)
@@ -124,7 +124,7 @@ def compile_file(model: str | Path, target: str | Path | target_files.Target = "
             net, quantized = _cheapest(graph, options, caps)
         else:
             net, quantized = compile_graph(graph, options, caps)
-        placement = partition_report(net, chip_target, system)
+        placement = partition_report(net, chip_target, system, packing=packing)
     except ModelError as e:
         raise e.in_file(str(model)) from None
     report = CompileReport(str(model), chip_target.name, net.dt, chip.FORMAT_VERSION,

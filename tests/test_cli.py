@@ -109,3 +109,17 @@ def test_run_input_file_errors(capsys, tmp_path):
                    "nodes ['input']) in the file\n")
     code, _, err = cli(capsys, "run", SINABS, "--input", tmp_path / "absent.npz", "--steps", 2)
     assert code == 1 and err == f"snn2chip: error: {tmp_path / 'absent.npz'}: no such file\n"
+
+
+def test_packing_is_chosen_on_the_command_line_and_reported(capsys, tmp_path):
+    from snn2chip.chip import fill
+    parser = build_parser(COMMANDS)
+    action = next(a for a in parser._subparsers._group_actions[0].choices["compile"]._actions if a.dest == "packing")
+    assert tuple(action.choices) == fill.PACKINGS and action.default == "cores"
+    code, _, err = cli(capsys, "compile", SINABS, "--packing", "local", "-o", tmp_path / "b")
+    assert code == 0, err
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["partition"]["packing"] == "local"
+    with pytest.raises(SystemExit) as info:
+        main(["compile", str(SINABS), "--packing", "tight", "-o", str(tmp_path / "x")])
+    assert info.value.code == 2 and "argument --packing: invalid choice: 'tight'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -320,15 +320,16 @@ def test_with_shared_kernels_memory_bound_and_light_layers_are_cut_into_channel_
     Cut along channels (2 neurons and 8 bits each), L's first 3 channels join the first M tile
     and the other 3 the second: 2 cores, the volume bound. M is cuttable (bound by memory, 0.24 of
     a core's fan-in) and stays whole, L too (0.05 of the memory). With 20 fan-in axons per core,
-    M's tiles read 0.6 of them and stay uncut; with 400 memory bits L takes 0.12 of them, and,
-    bound by neurons, it stays uncut (M, memory-bound, still is)."""
+    M's tiles read 0.6 of them and stay uncut; with 400 memory bits L takes 0.48 of them, and,
+    bound by neurons, it stays uncut (M, memory-bound, still is). Packed ``local``, nothing is
+    cut: 3 cores."""
     monkeypatch.setattr(refine, "REFINE_TILES", 0)
     net = _memory_and_light_net()
     tilings, fan = tiling.tile_network(net, TINY)
     assert fill.cuttable(tilings, fan, TINY, set()) == {"M", "L"}
     narrow = dataclasses.replace(TINY, fan_in_axons=20)
     assert fill.cuttable(*tiling.tile_network(net, narrow), narrow, set()) == {"L"}
-    small = dataclasses.replace(TINY, synaptic_memory_bits=400)
+    small = dataclasses.replace(TINY, synaptic_memory_bits=100)
     assert fill.cuttable(*tiling.tile_network(net, small), small, set()) == {"M"}
     assert partition._pack(partition._tile_demands(tilings, fan), TINY.capacity)[1] == 3
     part = partition.partition(net, TINY, "board")
@@ -337,6 +338,10 @@ def test_with_shared_kernels_memory_bound_and_light_layers_are_cut_into_channel_
         ("M", (0, 10, 0, 1, 0, 1), (10, 960, 12, 0), 0), ("M", (10, 20, 0, 1, 0, 1), (10, 960, 12, 0), 1),
         ("L", (0, 3, 0, 1, 0, 2), (6, 24, 2, 0), 0), ("L", (3, 6, 0, 1, 0, 2), (6, 24, 2, 0), 1)]
     _within_limits(part)
+    assert part.summary().packing == "cores"
+    local = partition.partition(net, TINY, "board", packing="local")
+    assert (local.cores, local.summary().packing) == (3, "local")
+    assert fill.cuttable(tilings, fan, TINY, set(), "local") == set()
 
 
 def test_cores_are_numbered_by_their_largest_piece():
@@ -405,7 +410,8 @@ def test_finer_tiles_where_they_pack_into_fewer_cores(monkeypatch):
     16 neurons: blocks of 12, 8, 6 and 4 cost the same share of cores (1.5), and 12 reads the
     inputs into the fewest tiles: 2 each, no two of which share a core (4 cores). Cut finer,
     they fit beside each other: 3 cores, the volume bound. Above REFINE_TILES tiles nothing is
-    refined."""
+    refined: packed ``local``, 4 cores; by default A and C (0.12 of a core's memory per tile) are
+    cut into slabs that fill the cores instead, 3."""
     roomy = dataclasses.replace(TINY, synaptic_memory_bits=10**4)
     pops = {"in": Population("in", "input", (10,)), "A": Population("A", "lif", (24,), vth=1),
             "C": Population("C", "lif", (24,), vth=1)}
@@ -419,4 +425,5 @@ def test_finer_tiles_where_they_pack_into_fewer_cores(monkeypatch):
     assert len(part.tiles) > 4
     _within_limits(part)
     monkeypatch.setattr(refine, "REFINE_TILES", 3)
-    assert partition.partition(net, roomy, "board").cores == 4
+    assert partition.partition(net, roomy, "board", packing="local").cores == 4
+    assert partition.partition(net, roomy, "board").cores == 3

@@ -23,7 +23,7 @@ LAYER = {"population", "nir_node", "neurons", "scale", "groups", "kind", "vth", 
          "bias_rel_rms_error", "threshold", "threshold_exact", "threshold_error"}
 GROUP = {"name", "kind", "source", "synapses", "weight_exp", "sign_mode", "weight_rel_rms_error", "weight_max_error",
          "through", "recurrent", "rounding"}
-PARTITION = {"target", "system", "system_chips", "cores", "chips_used", "bounds", "cores_to_bound_ratio", "traffic",
+PARTITION = {"target", "system", "packing", "system_chips", "cores", "chips_used", "bounds", "cores_to_bound_ratio", "traffic",
              "capacity", "core_usage", "tiles"}
 FIDELITY = {"samples", "steps", "layers", "output_agreement"}
 #: README "Quickstart": the keys `verify --json` prints
@@ -40,6 +40,7 @@ def test_build_report_keys(tmp_path, capsys):
     assert LAYER <= set(report["layers"][0]), LAYER - set(report["layers"][0])
     assert GROUP <= set(report["layers"][0]["groups"][0])
     assert PARTITION <= set(report["partition"]) and FIDELITY <= set(report["fidelity"])
+    assert report["partition"]["packing"] == "cores"
     out = capsys.readouterr().out
     assert len(out.splitlines()) <= 10 and "(per layer: -v or report.md)" in out  # short, whatever the depth
     # the helper overhead: the roles add up, and the model's neurons are what inspect counts

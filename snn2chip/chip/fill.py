@@ -16,9 +16,10 @@ cut makes the source neurons in that overlap send to one more tile. On a target 
 conv kernel once per core (Loihi 2) a row cut would store the kernels again, so only layers whose
 channel slabs are cheap to place are cuttable, cut along channels (memory adds up; each slab
 reads its receptive field again): memory-bound layers of modest fan-in, which fill other cores'
-memory, and layers taking almost no memory, such as a stem convolution of three input
-channels, which fill the neurons that cores bound by memory or axons leave free
-(:func:`cuttable`).
+memory, and layers light on memory, such as a stem convolution of three input channels, which
+fill the neurons that cores bound by memory or axons leave free (:func:`cuttable`). Slabs on
+distant cores add axons between chips; packing ``local`` (:data:`PACKINGS`) cuts nothing but the
+divisible populations.
 
 :func:`pack` packs every tile of the other populations first-fit in network order, then the
 divisible and cuttable populations' tiles in network order: a tile goes whole to the first core
@@ -57,7 +58,10 @@ MEMORY, FAN_IN, FAN_OUT = (RESOURCES.index(r) for r in ("memory_bits", "fan_in_a
 #: a core's fan-in (each slab reads it again) and are bound by memory or take at most
 #: CUT_MEMORY of it (:func:`cuttable`)
 CUT_FAN_IN = 0.5
-CUT_MEMORY = 0.1
+CUT_MEMORY = 0.3
+#: ``cores``: the fewest cores (cuttable populations fill room on any core, which adds axons
+#: between chips); ``local``: only divisible populations fill gaps, near their neighbours
+PACKINGS = ("cores", "local")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +99,8 @@ def divisible(net: ChipNet, tilings: dict[str, Tiling]) -> set[str]:
     return result
 
 
-def cuttable(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Target, which: set[str]) -> set[str]:
+def cuttable(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Target, which: set[str],
+             packing: str = "cores") -> set[str]:
     """The placed populations outside ``which`` (the divisible ones) that are cut into slabs by
     exact demands: every incoming group dense or conv, and
 
@@ -107,10 +112,13 @@ def cuttable(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Tar
       at most :data:`CUT_MEMORY` of it. They are cut into channel slabs, over which memory adds
       up (a kernel per channel), while each slab reads its whole receptive field again: the
       memory-bound ones fill other cores' memory, the light ones (a stem convolution of three
-      input channels) fill the neurons left free on cores bound by memory or axons.
+      input channels; layer-1 convolutions of 64 channels take 0.28) fill the neurons left free
+      on cores bound by memory or axons.
 
     Populations with sparse groups stay whole: cut too, they left less room for the others (more
-    cores on the zoo)."""
+    cores on the zoo). With ``packing`` ``"local"`` none is cuttable (:data:`PACKINGS`)."""
+    if packing == "local":
+        return set()
     result = {p for p, t in tilings.items() if p not in which and int(np.prod(t.shape)) > 1 and t.groups
               and all(grp.g.kind in ("dense", "conv") for grp in t.groups)}
     if not target.shared_conv_kernels:
@@ -311,11 +319,13 @@ class Filler:
         return core, lo, extra
 
 
-def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Target) -> Filled | None:
-    """Gap-filled packing of ``tilings`` (``fan``: their per-tile fan-out), or None when no
-    population is divisible or cuttable, or the exact check fails (module docstring)."""
+def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Target,
+         packing: str = "cores") -> Filled | None:
+    """Gap-filled packing of ``tilings`` (``fan``: their per-tile fan-out; ``packing``: one of
+    :data:`PACKINGS`), or None when no population is divisible or cuttable, or the exact check
+    fails (module docstring)."""
     which = divisible(net, tilings)
-    cut = cuttable(tilings, fan, target, which)
+    cut = cuttable(tilings, fan, target, which, packing)
     if not which | cut:
         return None
     fan_of = fan_out_per_neuron(tilings, which | cut)

@@ -25,9 +25,9 @@ tiles, populations are then cut finer where that packs into fewer cores
 (:mod:`snn2chip.chip.refine`). Tiles are packed onto cores first-fit in network order (a tile
 goes to the first core where every resource still fits, so small layers share cores). Then the
 packing is done again with gap filling (:mod:`snn2chip.chip.fill`): divisible populations
-(relays, delay lines) and, on targets that store every connection, dense and conv populations go
-last, cut into slabs that fill the room the other tiles leave; it is kept when it uses fewer
-cores. Cores go onto chips in order, then neighbouring chips swap cores by Kernighan-Lin
+(relays, delay lines) and cuttable dense and conv populations go last, cut into slabs that fill
+the room the other tiles leave; it is kept when it uses fewer cores. ``packing="local"`` leaves
+the conv and dense populations whole (fewer axons between chips, more cores). Cores go onto chips in order, then neighbouring chips swap cores by Kernighan-Lin
 bisection (networkx, fixed seed) to cut inter-chip traffic.
 Everything iterates in network order: the result is deterministic.
 
@@ -95,6 +95,7 @@ class PartitionReport(Record):
 
     target: str
     system: str
+    packing: str
     system_chips: int
     chips_used: int
     cores: int
@@ -131,6 +132,7 @@ class Partition:
 
     target: Target
     system: str
+    packing: str
     tiles: tuple[Tile, ...]
     chip_of: tuple[int, ...]
     traffic: dict
@@ -172,6 +174,7 @@ class Partition:
         return PartitionReport(
             target=self.target.name,
             system=self.system,
+            packing=self.packing,
             system_chips=self.target.chips(self.system),
             chips_used=self.chips,
             cores=self.cores,
@@ -216,10 +219,12 @@ def _rate(pop: Population, rates: dict | None, default: float) -> float:
     return float(rates.get(pop.name, rates.get(pop.origin, default)))
 
 
-def partition(net: ChipNet, target: Target, system: str | None = None, rates: dict | None = None) -> Partition:
+def partition(net: ChipNet, target: Target, system: str | None = None, rates: dict | None = None,
+              packing: str = "cores") -> Partition:
     """Tile, pack and place ``net`` on ``target``; ``system`` None picks the smallest that fits.
 
-    ``rates``: measured spikes per neuron per step per population (others: their mean).
+    ``rates``: measured spikes per neuron per step per population (others: their mean);
+    ``packing``: one of :data:`snn2chip.chip.fill.PACKINGS`.
     Raises :class:`ModelError` when a feature, a neuron or the whole network does not fit.
     """
     check_capabilities(net, target)
@@ -227,7 +232,7 @@ def partition(net: ChipNet, target: Target, system: str | None = None, rates: di
     demand = untiled_demands(net, tilings)
     tilings, fan = refine.refine(tilings, fan, target.capacity, max(volume_bounds(demand, target.capacity).values()))
     tiles, cores = _pack(_tile_demands(tilings, fan), target.capacity)
-    filled = fill.pack(net, tilings, fan, target)
+    filled = fill.pack(net, tilings, fan, target, packing)
     if filled is not None and filled.cores < cores:
         tilings, cores = filled.tilings, filled.cores
         tiles = [Tile(p, box, tuple(int(x) for x in d), core) for p, t in tilings.items()
@@ -236,7 +241,7 @@ def partition(net: ChipNet, target: Target, system: str | None = None, rates: di
     traffic, input_traffic = _traffic(net, tilings, tiles, rates)
     system = _system(target, system, cores, tiles, target.capacity)
     chip_of = place(cores, target.cores_per_chip, traffic)
-    return Partition(target, system, tuple(tiles), chip_of, traffic, input_traffic, layers, demand,
+    return Partition(target, system, packing, tuple(tiles), chip_of, traffic, input_traffic, layers, demand,
                      "firing rates" if rates else "axons")
 
 
