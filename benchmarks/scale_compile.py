@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from snn2chip import compiler  # noqa: E402
+from snn2chip.chip import fill  # noqa: E402
 from snn2chip.errors import ModelError  # noqa: E402
 from snn2chip.passes.quantize import Options  # noqa: E402
 
@@ -32,7 +33,7 @@ def main() -> int:
     parser.add_argument("--strategy", default="relay", choices=("expand", "relay", "auto"))
     parser.add_argument("--target", default="loihi2")
     parser.add_argument("--system", help="named system (default: the smallest that fits)")
-    parser.add_argument("--packing", default="cores", choices=("cores", "local"))
+    parser.add_argument("--packing", default="cores", choices=fill.PACKINGS)
     args = parser.parse_args()
     path = Path(args.name) if args.name.endswith(".nir") else ROOT / "out" / "scale" / f"{args.name}.nir"
     start = time.perf_counter()

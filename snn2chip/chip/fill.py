@@ -124,9 +124,14 @@ def cuttable(tilings: dict[str, Tiling], fan: dict[str, np.ndarray], target: Tar
     if not target.shared_conv_kernels:
         return result
     full = limits(target.capacity)
-    largest = {p: (tilings[p].vectors(fan[p]) / full).max(0) for p in result}  # per resource
+    largest = {p: _largest(tilings[p], fan[p], full) for p in result}
     return {p for p, share in largest.items() if share[FAN_IN] <= CUT_FAN_IN
             and (int(share.argmax()) == MEMORY or share[MEMORY] <= CUT_MEMORY)}
+
+
+def _largest(t: Tiling, fan: np.ndarray, full: np.ndarray) -> np.ndarray:
+    """Per resource, the largest share of a core any of ``t``'s tiles takes (``fan``: their fan-out)."""
+    return (t.vectors(fan) / full).max(0)
 
 
 def neuron_demands(net: ChipNet, tilings: dict[str, Tiling], which: set[str], synapse_bits: int,
@@ -338,7 +343,7 @@ def pack(net: ChipNet, tilings: dict[str, Tiling], fan: dict[str, np.ndarray], t
     network = [p for p in tilings if p in slabs]
     orders = [network]
     if cut and not target.shared_conv_kernels:  # largest tiles first (first-fit decreasing), then the divisible ones
-        share = {p: float((tilings[p].vectors(fan[p]) / full).max()) for p in cut}
+        share = {p: float(_largest(tilings[p], fan[p], full).max()) for p in cut}
         largest = sorted((p for p in network if p in cut), key=lambda p: -share[p])  # ties: network order
         orders.append(largest + [p for p in network if p in which])
     best = None
