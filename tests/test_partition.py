@@ -342,6 +342,9 @@ def test_with_shared_kernels_memory_bound_and_light_layers_are_cut_into_channel_
     local = partition.partition(net, TINY, "board", packing="local")
     assert (local.cores, local.summary().packing) == (3, "local")
     assert fill.cuttable(tilings, fan, TINY, set(), "local") == set()
+    with pytest.raises(ModelError) as info:
+        partition.partition(net, TINY, "board", packing="tight")
+    assert str(info.value) == "option --packing: unknown packing 'tight' (known: cores, local)"
 
 
 def test_cores_are_numbered_by_their_largest_piece():

@@ -225,8 +225,11 @@ def partition(net: ChipNet, target: Target, system: str | None = None, rates: di
 
     ``rates``: measured spikes per neuron per step per population (others: their mean);
     ``packing``: one of :data:`snn2chip.chip.fill.PACKINGS`.
-    Raises :class:`ModelError` when a feature, a neuron or the whole network does not fit.
+    Raises :class:`ModelError` for an unknown ``packing`` and when a feature, a neuron or the whole
+    network does not fit.
     """
+    if packing not in fill.PACKINGS:
+        raise ModelError(f"unknown packing '{packing}' (known: {', '.join(fill.PACKINGS)})", option="--packing")
     check_capabilities(net, target)
     tilings, fan = tile_network(net, target)
     demand = untiled_demands(net, tilings)
