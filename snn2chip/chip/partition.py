@@ -27,8 +27,9 @@ goes to the first core where every resource still fits, so small layers share co
 packing is done again with gap filling (:mod:`snn2chip.chip.fill`): divisible populations
 (relays, delay lines) and cuttable dense and conv populations go last, cut into slabs that fill
 the room the other tiles leave; it is kept when it uses fewer cores. ``packing="local"`` leaves
-the conv and dense populations whole (fewer axons between chips, more cores). Cores go onto chips in order, then neighbouring chips swap cores by Kernighan-Lin
-bisection (networkx, fixed seed) to cut inter-chip traffic.
+the conv and dense populations whole (fewer axons between chips, more cores). Cores go onto
+chips in order, then neighbouring chips swap cores by Kernighan-Lin bisection (networkx, fixed
+seed) to cut inter-chip traffic.
 Everything iterates in network order: the result is deterministic.
 
 **Traffic** from a source tile to a destination tile: the routed axons (source neurons whose
